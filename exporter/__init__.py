@@ -1,0 +1,3 @@
+"""Prometheus exporter for Mixpeek namespaces."""
+
+__version__ = "0.1.0"

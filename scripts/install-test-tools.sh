@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the non-Python tools the test suite drives for real: promtool and a Prometheus
+# server, the Docker engine and debootstrap (image build), and the npm packages that type-check
+# the Grafana dashboard. Idempotent: it installs only what is missing.
+# Needs root for apt; without root it says what is missing and the tests that need it will
+# fail under CI=true (and skip elsewhere).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_pkgs=()
+command -v promtool >/dev/null 2>&1 || apt_pkgs+=(prometheus)
+command -v dockerd >/dev/null 2>&1 || apt_pkgs+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || apt_pkgs+=(debootstrap)
+
+if ((${#apt_pkgs[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "install-test-tools: apt-get install ${apt_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+  else
+    echo "install-test-tools: not root, cannot install ${apt_pkgs[*]}" >&2
+  fi
+fi
+
+# Grafana dashboard type-check (tools/dashcheck/package.json pins the versions).
+if [ -f tools/dashcheck/package.json ] && [ ! -x tools/dashcheck/node_modules/.bin/tsc ]; then
+  if command -v npm >/dev/null 2>&1; then
+    (cd tools/dashcheck && npm install --no-audit --no-fund --silent)
+  else
+    echo "install-test-tools: npm missing; dashboard type-check cannot run" >&2
+  fi
+fi
