@@ -1,0 +1,162 @@
+"""Command line, Prometheus style: ``--config.file``, ``--web.listen-address``, ``--log.level``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from exporter import __version__, logs
+from exporter.app import App, ConfigLoader, file_loader
+from exporter.config import (
+    Config,
+    ConfigError,
+    Credentials,
+    MixpeekConfig,
+    PollConfig,
+    load_api_key,
+    load_config,
+)
+from exporter.secret import Secret
+from exporter.server import ListenAddressError, parse_listen_address
+
+log = logging.getLogger("exporter")
+
+DEFAULT_PORT = 10117
+DEMO_INTERVAL = 5.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="mixpeek-exporter",
+        description="Prometheus exporter for Mixpeek namespaces. Polls Get Namespace for every "
+                    "configured namespace on a schedule and serves the results on /metrics.",
+        epilog="The API key is read from the environment variable named by "
+               "mixpeek.api_key_env (default MIXPEEK_API_KEY) or from mixpeek.api_key_file; "
+               "it is never read from the YAML itself. Config keys can be overridden with "
+               "MIXPEEK_EXPORTER_<SECTION>__<KEY> environment variables. SIGHUP or "
+               "POST /-/reload re-reads the config and key file.",
+    )
+    ap.add_argument("--config.file", dest="config_file", default="config.yaml",
+                    metavar="PATH", help="YAML configuration file (default: %(default)s)")
+    ap.add_argument("--web.listen-address", dest="listen", default=f":{DEFAULT_PORT}",
+                    metavar="[HOST]:PORT",
+                    help="address for /metrics, /healthz, /readyz (default: %(default)s)")
+    ap.add_argument("--log.level", dest="log_level", default="info",
+                    choices=list(logs.LEVELS), help="minimum log level (default: %(default)s)")
+    ap.add_argument("--log.format", dest="log_format", default="logfmt",
+                    choices=["logfmt", "json"], help="log line format (default: %(default)s)")
+    ap.add_argument("--config.check", dest="config_check", action="store_true",
+                    help="validate the configuration, print any problems, exit 0 if valid "
+                         "and 1 if not")
+    ap.add_argument("--once", action="store_true",
+                    help="poll every namespace once, print the exposition to stdout, exit 1 if "
+                         "any namespace failed")
+    ap.add_argument("--demo", action="store_true",
+                    help="start a built-in simulated Mixpeek API on loopback and export its "
+                         "namespaces (ignores --config.file; no API key needed)")
+    ap.add_argument("--version", action="version",
+                    version=f"mixpeek-exporter {__version__} (python {sys.version.split()[0]})")
+    return ap
+
+
+def demo_loader() -> tuple[ConfigLoader, object]:
+    from exporter.simulator import DEMO_KEY, Simulator
+
+    sim = Simulator()
+    sim.grow({"ns_demo0001": 2.0, "ns_demo0002": 0.2})
+    url = sim.start("127.0.0.1", 0)
+    cfg = Config(
+        mixpeek=MixpeekConfig(base_url=url, max_requests_per_minute=0),
+        poll=PollConfig(interval_seconds=DEMO_INTERVAL, stale_after_seconds=60),
+        namespaces=["demo_catalog", "demo_media", "ns_demo0003"],
+    )
+    creds = Credentials(Secret(DEMO_KEY), "built-in demo key")
+
+    def load() -> tuple[Config, Credentials]:
+        return cfg, creds
+    return load, sim
+
+
+def config_check(path: str) -> int:
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    print(f"{path}: configuration is valid ({len(cfg.namespaces)} namespaces, "
+          f"polled every {cfg.poll.interval_seconds:g}s)")
+    try:
+        creds = load_api_key(cfg.mixpeek)
+        print(f"API key: found ({creds.source})")
+    except ConfigError as e:
+        # The key is a deployment matter (a Secret mounted later); the file itself is fine.
+        print("note: " + "; ".join(e.problems) + " (needed at run time)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup(args.log_level, args.log_format)
+
+    if args.config_check:
+        return config_check(args.config_file)
+    try:
+        parse_listen_address(args.listen)
+    except ListenAddressError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    if args.demo:
+        # The simulator thread lives as long as the process; nothing else holds it.
+        loader, _sim = demo_loader()
+        log.info("demo mode: polling the built-in simulator, no API key needed")
+    else:
+        loader = file_loader(args.config_file)
+    try:
+        app = App(loader, args.listen)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+
+    if args.once:
+        body, ok = app.once()
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        app.client.close()
+        return 0 if ok else 1
+    return run(app)
+
+
+def run(app: App) -> int:
+    stop = threading.Event()
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal received, shutting down",
+                 extra={"fields": {"signal": signal.Signals(signum).name}})
+        stop.set()
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        # Reloading does I/O and takes locks: never inside the signal handler itself.
+        threading.Thread(target=app.reload, name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    try:
+        app.start()
+    except OSError as e:
+        log.error("cannot listen", extra={"fields": {"address": app.listen, "error": str(e)}})
+        return 1
+    while not stop.wait(1.0):
+        pass
+    app.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Scheduling: one APScheduler job runs a poll cycle every interval; a cycle polls every
+namespace concurrently (up to ``max_concurrency``) through the client, and hands each result
+to the store as soon as it arrives, so one slow or failing namespace never holds up the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from exporter.client import MixpeekClient, PollResult
+from exporter.snapshot import Store, Transition
+
+log = logging.getLogger(__name__)
+
+JOB_ID = "poll-cycle"
+
+
+def log_transition(t: Transition) -> None:
+    """One line per state change, so a namespace failing every minute logs once, not hourly."""
+    st = t.state
+    who = {"namespace": st.identifier}
+    if st.up:
+        if t.previous.up is False:
+            log.info("namespace recovered", extra={"fields": {
+                **who, "previous_reason": t.previous.reason}})
+        else:
+            log.info("namespace polled", extra={"fields": {
+                **who, "namespace_id": st.namespace_id, "namespace_name": st.namespace_name}})
+    else:
+        level = logging.ERROR if st.reason in ("unauthorized", "forbidden") else logging.WARNING
+        log.log(level, "namespace poll failing", extra={"fields": {
+            **who, "reason": st.reason, "error": st.message}})
+
+
+class Poller:
+    def __init__(self, client: MixpeekClient, store: Store, interval: float,
+                 max_concurrency: int, stop: threading.Event | None = None,
+                 on_result: Callable[[Transition], None] = log_transition) -> None:
+        self.client = client
+        self.store = store
+        self.interval = interval
+        self.max_concurrency = max_concurrency
+        self._on_result = on_result
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrency,
+                                            thread_name_prefix="poll")
+        self._scheduler = BackgroundScheduler(daemon=True, timezone="UTC")
+        self._stop = stop or threading.Event()
+        self._cycle_lock = threading.Lock()
+        self.first_cycle_done = threading.Event()
+        self._overrun = False
+
+    # -- one cycle --------------------------------------------------------------------------
+
+    def poll_one(self, identifier: str) -> PollResult:
+        result = self.client.get_namespace(identifier)
+        if self._stop.is_set() and not result.ok:
+            return result  # an aborted request at shutdown is not the API's fault
+        transition = self.store.apply(result)
+        if transition is not None:
+            self._on_result(transition)
+        return result
+
+    def run_cycle(self) -> list[PollResult]:
+        with self._cycle_lock:
+            started = time.monotonic()
+            futures: list[Future[PollResult]] = []
+            for ident in self.store.identifiers():
+                if self._stop.is_set():
+                    break
+                try:
+                    futures.append(self._executor.submit(self.poll_one, ident))
+                except RuntimeError:  # executor shut down underneath us
+                    break
+            wait(futures)
+            results = [f.result() for f in futures if not f.cancelled() and f.exception() is None]
+            for f in futures:
+                if not f.cancelled() and f.exception() is not None:
+                    log.error("poll raised unexpectedly", exc_info=f.exception())
+            if not self._stop.is_set():
+                elapsed = time.monotonic() - started
+                self.store.cycle_done(elapsed)
+                self.first_cycle_done.set()
+                self._report_overrun(elapsed)
+            return results
+
+    def _report_overrun(self, elapsed: float) -> None:
+        overrun = elapsed > self.interval
+        if overrun != self._overrun:
+            self._overrun = overrun
+            fields = {"cycle_seconds": round(elapsed, 3), "interval_seconds": self.interval,
+                      "namespaces": len(self.store.identifiers())}
+            if overrun:
+                log.warning("poll cycle took longer than the interval; the next cycles run "
+                            "back to back and values are older than interval_seconds",
+                            extra={"fields": fields})
+            else:
+                log.info("poll cycle fits in the interval again", extra={"fields": fields})
+
+    def _job(self) -> None:
+        try:
+            self.run_cycle()
+        except Exception:
+            log.exception("poll cycle failed; the next one runs on schedule")
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._scheduler.add_job(
+            self._job, "interval", seconds=self.interval, id=JOB_ID,
+            next_run_time=datetime.now().astimezone(),
+            max_instances=1, coalesce=True, misfire_grace_time=None)
+        self._scheduler.start()
+
+    def swap_client(self, client: MixpeekClient, max_concurrency: int) -> None:
+        """New connection settings from a reload; in-flight polls finish on the old client."""
+        old, self.client = self.client, client
+        if max_concurrency != self.max_concurrency:
+            old_pool = self._executor
+            self._executor = ThreadPoolExecutor(max_workers=max_concurrency,
+                                                thread_name_prefix="poll")
+            self.max_concurrency = max_concurrency
+            old_pool.shutdown(wait=False)
+        threading.Thread(target=self._close_later, args=(old,), daemon=True).start()
+
+    def _close_later(self, client: MixpeekClient) -> None:
+        with self._cycle_lock:  # the cycle using it has finished
+            client.close()
+
+    def reschedule(self, interval: float) -> None:
+        if interval != self.interval:
+            self.interval = interval
+            self._scheduler.reschedule_job(JOB_ID, trigger="interval", seconds=interval)
+
+    def trigger_now(self) -> None:
+        """Run a cycle as soon as possible (after a reload added namespaces)."""
+        job = self._scheduler.get_job(JOB_ID)
+        if job is not None:
+            job.modify(next_run_time=datetime.now().astimezone() + timedelta(milliseconds=10))
+
+    def stop(self, grace: float) -> bool:
+        """Stop scheduling, abort waits, let in-flight requests finish within ``grace``."""
+        self._stop.set()
+        try:
+            self._scheduler.shutdown(wait=False)
+        except Exception:  # noqa: S110 - not started (e.g. --once)
+            pass
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace
+        done = self._cycle_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        if done:
+            self._cycle_lock.release()
+        return done

@@ -1,0 +1,209 @@
+"""What the exporter knows, as immutable values.
+
+The poller hands each ``PollResult`` to ``Store.apply``, which replaces that namespace's
+``NamespaceState`` whole (never mutating it) and bumps a version. ``Store.snapshot()`` freezes
+the current states into a ``Snapshot``, at most once per version; renderers only ever see
+snapshots, so a scrape can never observe a half-applied poll.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from exporter import __version__
+from exporter.client import PollResult, RequestStats
+from exporter.config import identifier_labels
+from exporter.models import NamespaceValues
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceState:
+    identifier: str
+    namespace_id: str
+    namespace_name: str
+    values: NamespaceValues | None = None
+    up: bool | None = None  # None: never polled yet
+    last_success: float | None = None  # wall clock, seconds
+    poll_duration: float | None = None
+    errors: tuple[tuple[str, int], ...] = ()
+    reason: str | None = None
+    message: str = ""
+
+    @classmethod
+    def initial(cls, identifier: str) -> NamespaceState:
+        ns_id, ns_name = identifier_labels(identifier)
+        return cls(identifier, ns_id, ns_name)
+
+    def fresh_values(self, now: float, stale_after: float) -> NamespaceValues | None:
+        if self.values is None or self.last_success is None:
+            return None
+        if now - self.last_success > stale_after:
+            return None
+        return self.values
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change worth one log line: up <-> down, or a different failure reason."""
+
+    state: NamespaceState
+    previous: NamespaceState
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    namespaces: tuple[NamespaceState, ...]
+    stale_after: float
+    api_requests: tuple[tuple[str, int], ...] = ()
+    rate_limit_remaining: float | None = None
+    cycle_duration: float | None = None
+    cycles_completed: int = 0
+    reload_ok: bool = True
+    reload_success_time: float | None = None
+    extra: tuple[tuple[str, str, float], ...] = field(default=())  # (name, help, value)
+    version_labels: tuple[str, str] = (__version__, sys.version.split()[0])
+
+
+def _add_error(errors: tuple[tuple[str, int], ...], reason: str) -> tuple[tuple[str, int], ...]:
+    d = dict(errors)
+    d[reason] = d.get(reason, 0) + 1
+    return tuple(sorted(d.items()))
+
+
+class Store:
+    def __init__(self, identifiers: Iterable[str], stale_after: float,
+                 stats: RequestStats | None = None) -> None:
+        self._lock = threading.Lock()
+        self.changed = threading.Condition(self._lock)
+        self._states: dict[str, NamespaceState] = {
+            i: NamespaceState.initial(i) for i in identifiers}
+        self._stale_after = stale_after
+        self.stats = stats or RequestStats()
+        self._version = 0
+        self._cached: Snapshot | None = None
+        self._cycle_duration: float | None = None
+        self._cycles = 0
+        self._reload_ok = True
+        self._reload_time: float | None = time.time()
+        self._extra: dict[str, tuple[str, float]] = {}
+
+    # -- writers ---------------------------------------------------------------------------
+
+    def _bump(self) -> None:
+        self._version += 1
+        self.changed.notify_all()
+
+    def apply(self, result: PollResult, now: float | None = None) -> Transition | None:
+        now = time.time() if now is None else now
+        with self._lock:
+            prev = self._states.get(result.identifier)
+            if prev is None:  # removed by a reload while the poll was in flight
+                return None
+            if result.ok and result.values is not None:
+                v = result.values
+                state = replace(
+                    prev, values=v, up=True, last_success=now, poll_duration=result.duration,
+                    reason=None, message="",
+                    namespace_id=v.namespace_id or prev.namespace_id,
+                    namespace_name=v.namespace_name or prev.namespace_name,
+                )
+            else:
+                reason = result.reason or "invalid_response"
+                state = replace(
+                    prev, up=False, poll_duration=result.duration, reason=reason,
+                    message=result.message, errors=_add_error(prev.errors, reason),
+                    # A 404 means the namespace is gone: its values must go at once, not
+                    # linger until they are stale.
+                    values=None if reason == "not_found" else prev.values,
+                )
+            self._states[result.identifier] = state
+            self._bump()
+        if prev.up != state.up or prev.reason != state.reason:
+            return Transition(state, prev)
+        return None
+
+    def set_namespaces(self, identifiers: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Keep the state of namespaces still wanted; returns (added, removed)."""
+        wanted = list(dict.fromkeys(identifiers))
+        with self._lock:
+            added = [i for i in wanted if i not in self._states]
+            removed = [i for i in self._states if i not in set(wanted)]
+            self._states = {i: self._states.get(i) or NamespaceState.initial(i) for i in wanted}
+            self._bump()
+        return added, removed
+
+    def set_stale_after(self, seconds: float) -> None:
+        with self._lock:
+            self._stale_after = seconds
+            self._bump()
+
+    def cycle_done(self, duration: float) -> None:
+        with self._lock:
+            self._cycle_duration = duration
+            self._cycles += 1
+            self._bump()
+
+    def reload_done(self, ok: bool, now: float | None = None) -> None:
+        with self._lock:
+            self._reload_ok = ok
+            if ok:
+                self._reload_time = time.time() if now is None else now
+            self._bump()
+
+    def set_extra(self, name: str, help_text: str, value: float) -> None:
+        """Exporter-wide gauges owned by other components (e.g. the effective poll interval)."""
+        with self._lock:
+            if self._extra.get(name) != (help_text, value):
+                self._extra[name] = (help_text, value)
+                self._bump()
+
+    def touch(self) -> None:
+        """Request stats changed (they live outside the lock, in RequestStats)."""
+        with self._lock:
+            self._bump()
+
+    # -- readers ---------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def cycles_completed(self) -> int:
+        return self._cycles
+
+    def identifiers(self) -> list[str]:
+        with self._lock:
+            return list(self._states)
+
+    def state(self, identifier: str) -> NamespaceState | None:
+        with self._lock:
+            return self._states.get(identifier)
+
+    def snapshot(self) -> Snapshot:
+        api, remaining = self.stats.snapshot()
+        with self._lock:
+            cached = self._cached
+            if (cached is not None and cached.version == self._version
+                    and cached.api_requests == api
+                    and cached.rate_limit_remaining == remaining):
+                return cached
+            snap = Snapshot(
+                version=self._version,
+                namespaces=tuple(self._states.values()),
+                stale_after=self._stale_after,
+                api_requests=api,
+                rate_limit_remaining=remaining,
+                cycle_duration=self._cycle_duration,
+                cycles_completed=self._cycles,
+                reload_ok=self._reload_ok,
+                reload_success_time=self._reload_time,
+                extra=tuple((k, h, v) for k, (h, v) in sorted(self._extra.items())),
+            )
+            self._cached = snap
+            return snap
