@@ -36,7 +36,7 @@ def file_loader(path: str | Path) -> ConfigLoader:
 
 class App:
     def __init__(self, loader: ConfigLoader, listen: str = ":10117",
-                 server_options: dict[str, object] | None = None) -> None:
+                 web_config_file: str | None = None) -> None:
         self._loader = loader
         self.cfg, self.creds = loader()
         register_secret(self.creds.key)
@@ -49,7 +49,7 @@ class App:
         self.cache = ExpositionCache(self.store)
         self._reload_lock = threading.Lock()
         self.listen = listen
-        self._server_options = server_options or {}
+        self.web_config_file = web_config_file
         self.server: MetricsServer | None = None
 
     def _make_client(self, cfg: Config, creds: Credentials) -> MixpeekClient:
@@ -98,9 +98,15 @@ class App:
 
     def start(self) -> None:
         host, port, family = parse_listen_address(self.listen)
-        endpoints = Endpoints(cache=self.cache, ready=self.ready, reload=self.reload,
-                              **self._server_options)  # type: ignore[arg-type]
-        self.server = MetricsServer((host, port), family, endpoints)
+        endpoints = Endpoints(cache=self.cache, ready=self.ready, reload=self.reload)
+        tls = None
+        if self.web_config_file is not None:
+            from exporter.webconfig import WebConfig
+
+            web = WebConfig.load(self.web_config_file)
+            endpoints.authorize = web.authorize
+            tls = web.tls_context
+        self.server = MetricsServer((host, port), family, endpoints, tls=tls)
         self.cache.start()
         serve(self.server)
         self.poller.start()

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--web.listen-address", dest="listen", default=f":{DEFAULT_PORT}",
                     metavar="[HOST]:PORT",
                     help="address for /metrics, /healthz, /readyz (default: %(default)s)")
+    ap.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH",
+                    help="TLS and basic-auth settings for the HTTP endpoints, in the Prometheus "
+                         "exporter-toolkit web-config.yml format (default: plain HTTP, no auth)")
     ap.add_argument("--log.level", dest="log_level", default="info",
                     choices=list(logs.LEVELS), help="minimum log level (default: %(default)s)")
     ap.add_argument("--log.format", dest="log_format", default="logfmt",
@@ -118,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         loader = file_loader(args.config_file)
     try:
-        app = App(loader, args.listen)
+        app = App(loader, args.listen, args.web_config_file)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 1
@@ -151,6 +154,10 @@ def run(app: App) -> int:
         app.start()
     except OSError as e:
         log.error("cannot listen", extra={"fields": {"address": app.listen, "error": str(e)}})
+        return 1
+    except ValueError as e:  # exporter.webconfig.WebConfigError: a bad --web.config.file
+        log.error("cannot start", extra={"fields": {"error": str(e)}})
+        print(f"error: {e}", file=sys.stderr)
         return 1
     while not stop.wait(1.0):
         pass

@@ -168,20 +168,22 @@ class MetricsServer(ThreadingHTTPServer):
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], family: int, endpoints: Endpoints,
-                 ssl_context: ssl.SSLContext | None = None, max_connections: int = 64) -> None:
+                 tls: Callable[[], ssl.SSLContext | None] | None = None,
+                 max_connections: int = 64) -> None:
         self.address_family = family
         handler = type("BoundHandler", (Handler,), {"endpoints": endpoints})
         self._slots = threading.BoundedSemaphore(max_connections)
-        self.ssl_context = ssl_context
+        # Asked per connection, so rotated certificate files apply without a restart.
+        self._tls = tls
         super().__init__(address, handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
-        if self.ssl_context is not None:
-            # Handshake happens in the handler thread (do_handshake_on_connect) so a slow
-            # client cannot stall the accept loop.
-            sock = self.ssl_context.wrap_socket(sock, server_side=True,
-                                                do_handshake_on_connect=False)
+        ctx = self._tls() if self._tls is not None else None
+        if ctx is not None:
+            # The handshake happens in the handler thread (do_handshake_on_connect=False) so
+            # a slow client cannot stall the accept loop.
+            sock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, addr
 
     def process_request(self, request: Any, client_address: Any) -> None:
