@@ -7,6 +7,7 @@ configuration (SIGHUP, ``POST /-/reload``) and shutting down within a bound.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from exporter import __version__
 from exporter.client import MixpeekClient, RequestStats
 from exporter.config import Config, ConfigError, Credentials, load_api_key, load_config
+from exporter.discovery import DiscoveryError, list_all, select
 from exporter.exposition import ExpositionCache
 from exporter.logs import register_secret
 from exporter.poller import Poller
@@ -25,6 +27,20 @@ from exporter.snapshot import Store
 log = logging.getLogger(__name__)
 
 ConfigLoader = Callable[[], tuple[Config, Credentials]]
+DISCOVERY_UP_HELP = "1 if the last namespace listing (discovery) succeeded, else 0."
+
+
+def requests_per_cycle(cfg: Config, n: int) -> float:
+    """API requests one poll cycle over ``n`` namespaces costs, on average."""
+    interval = cfg.poll.interval_seconds
+    if cfg.poll.counts_source == "stats_batch":
+        per = math.ceil(n / 100) + n * min(1.0, interval / cfg.poll.metadata_interval_seconds)
+    else:
+        per = float(n)
+    if cfg.discovery.enabled:
+        pages = max(1, math.ceil(n / cfg.discovery.page_size))
+        per += pages * min(1.0, interval / cfg.discovery.refresh_interval_seconds)
+    return per
 
 
 def file_loader(path: str | Path) -> ConfigLoader:
@@ -36,16 +52,31 @@ def file_loader(path: str | Path) -> ConfigLoader:
 
 class App:
     def __init__(self, loader: ConfigLoader, listen: str = ":10117",
-                 web_config_file: str | None = None) -> None:
+                 web_config_file: str | None = None, shard: int = 0,
+                 total_shards: int = 1) -> None:
         self._loader = loader
         self.cfg, self.creds = loader()
         register_secret(self.creds.key)
+        self.shard, self.total_shards = shard, total_shards
         self.stop_event = threading.Event()
         self.stats = RequestStats()
-        self.store = Store(self.cfg.namespaces, self.cfg.poll.stale_after_seconds, self.stats)
+        self.store = Store([], self.cfg.poll.stale_after_seconds, self.stats)
         self.client = self._make_client(self.cfg, self.creds)
         self.poller = Poller(self.client, self.store, self.cfg.poll.interval_seconds,
-                             self.cfg.mixpeek.max_concurrency, stop=self.stop_event)
+                             self.cfg.mixpeek.max_concurrency, stop=self.stop_event,
+                             counts_source=self.cfg.poll.counts_source,
+                             metadata_interval=self.cfg.poll.metadata_interval_seconds,
+                             before_cycle=self._refresh_targets)
+        self._discovered: list[tuple[str, str]] | None = None
+        self._last_discovery: float | None = None
+        self._discovery_ok: bool | None = None
+        self._budget_note: tuple[int, float] | None = None
+        if total_shards > 1:
+            self.store.set_extra("mixpeek_exporter_shard_ordinal",
+                                 "Shard this exporter polls (--shard).", float(shard))
+            self.store.set_extra("mixpeek_exporter_total_shards",
+                                 "Number of shards (--total-shards).", float(total_shards))
+        self._apply_targets()
         self.cache = ExpositionCache(self.store)
         self._reload_lock = threading.Lock()
         self.listen = listen
@@ -55,6 +86,70 @@ class App:
     def _make_client(self, cfg: Config, creds: Credentials) -> MixpeekClient:
         bucket = TokenBucket(cfg.mixpeek.max_requests_per_minute)
         return MixpeekClient(cfg.mixpeek, creds.key, bucket, self.stats, self.stop_event)
+
+    # -- which namespaces, and can the budget poll them all ----------------------------
+
+    def _refresh_targets(self) -> None:
+        """Before each cycle: list the organization's namespaces again when that is due."""
+        d = self.cfg.discovery
+        due = self._last_discovery is None or (
+            time.monotonic() - self._last_discovery >= d.refresh_interval_seconds)
+        if d.enabled and due:
+            try:
+                found = list_all(self.client, d.page_size)
+            except DiscoveryError as e:
+                self.store.set_extra("mixpeek_exporter_discovery_up", DISCOVERY_UP_HELP, 0.0)
+                if self._discovery_ok is not False:
+                    log.error("namespace discovery failing; polling the last known set",
+                              extra={"fields": {"error": str(e)}})
+                self._discovery_ok = False
+            else:
+                self._discovered = found
+                self._last_discovery = time.monotonic()
+                self.store.set_extra("mixpeek_exporter_discovery_up", DISCOVERY_UP_HELP, 1.0)
+                self.store.set_extra("mixpeek_exporter_discovery_last_success_timestamp_seconds",
+                                     "Unix time of the last successful namespace listing.",
+                                     time.time())
+                if self._discovery_ok is False:
+                    log.info("namespace discovery recovered")
+                self._discovery_ok = True
+        self._apply_targets()
+
+    def _apply_targets(self) -> tuple[list[str], list[str]]:
+        targets = select(self.cfg, self._discovered if self.cfg.discovery.enabled else None,
+                         self.shard, self.total_shards)
+        added, removed = self.store.set_namespaces(
+            [t.identifier for t in targets],
+            {t.identifier: (t.namespace_id, t.namespace_name) for t in targets})
+        if added or removed:
+            log.info("namespaces to poll changed", extra={"fields": {
+                "total": len(targets), "added": len(added), "removed": len(removed)}})
+        self._check_budget(len(targets))
+        return added, removed
+
+    def _check_budget(self, n: int) -> None:
+        """Say (log once per change, and in metrics) when the budget stretches the interval."""
+        cfg = self.cfg
+        interval = cfg.poll.interval_seconds
+        per_cycle = requests_per_cycle(cfg, n)
+        rpm = cfg.mixpeek.max_requests_per_minute
+        effective = max(interval, per_cycle * 60.0 / rpm) if rpm > 0 else interval
+        self.store.set_extra("mixpeek_exporter_namespaces",
+                             "Namespaces this exporter polls (configured, discovered, shard).",
+                             float(n))
+        self.store.set_extra(
+            "mixpeek_exporter_poll_interval_seconds",
+            "Effective poll interval: interval_seconds, or longer when "
+            "max_requests_per_minute cannot poll every namespace within it.", effective)
+        note = (n, round(effective, 1))
+        if effective > interval and note != self._budget_note:
+            log.warning(
+                "request budget cannot poll every namespace within interval_seconds; polls "
+                "are spread evenly at the budget's pace", extra={"fields": {
+                    "namespaces": n, "requests_per_cycle": round(per_cycle, 1),
+                    "max_requests_per_minute": rpm, "interval_seconds": interval,
+                    "effective_interval_seconds": round(effective, 1)}})
+        self._budget_note = note if effective > interval else None
 
     # -- HTTP hooks -----------------------------------------------------------------------
 
@@ -82,14 +177,19 @@ class App:
                 self.client = client
             elif creds.key != self.creds.key:
                 self.client.set_key(creds.key)
-            added, removed = self.store.set_namespaces(cfg.namespaces)
+            self.cfg, self.creds = cfg, creds
+            if not cfg.discovery.enabled:
+                self._discovered = None
+            elif cfg.discovery != old.discovery:
+                self._last_discovery = None  # new filters: list again before the next cycle
+            added, removed = self._apply_targets()
             self.store.set_stale_after(cfg.poll.stale_after_seconds)
             self.poller.reschedule(cfg.poll.interval_seconds)
-            self.cfg, self.creds = cfg, creds
+            self.poller.counts_source = cfg.poll.counts_source
+            self.poller.metadata_interval = cfg.poll.metadata_interval_seconds
             self.store.reload_done(True)
             log.info("configuration reloaded", extra={"fields": {
-                "added": ",".join(added), "removed": ",".join(removed),
-                "key_source": creds.source}})
+                "added": len(added), "removed": len(removed), "key_source": creds.source}})
             if added:
                 self.poller.trigger_now()
             return True, f"reloaded: {len(added)} namespaces added, {len(removed)} removed"
@@ -134,7 +234,7 @@ class App:
 
     def once(self) -> tuple[bytes, bool]:
         """One poll cycle, rendered as text; True if every namespace answered."""
-        results = self.poller.run_cycle()
+        self.poller.run_cycle()
         rendered = self.cache.render_now()
-        return rendered.text, all(r.ok for r in results) and len(results) == len(
-            self.cfg.namespaces)
+        states = self.store.snapshot().namespaces
+        return rendered.text, all(st.up for st in states)

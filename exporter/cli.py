@@ -21,6 +21,7 @@ from exporter.config import (
     load_api_key,
     load_config,
 )
+from exporter.discovery import shard_from_hostname
 from exporter.secret import Secret
 from exporter.server import ListenAddressError, parse_listen_address
 
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--demo", action="store_true",
                     help="start a built-in simulated Mixpeek API on loopback and export its "
                          "namespaces (ignores --config.file; no API key needed)")
+    ap.add_argument("--shard", default="0", metavar="N|auto",
+                    help="poll only the namespaces whose stable hash (md5 of namespace_id, or "
+                         "of the configured identifier) mod --total-shards is N; 'auto' takes "
+                         "N from a StatefulSet hostname ending in -N (default: %(default)s)")
+    ap.add_argument("--total-shards", type=int, default=1, metavar="N",
+                    help="number of exporters sharing the namespaces (default: %(default)s)")
     ap.add_argument("--version", action="version",
                     version=f"mixpeek-exporter {__version__} (python {sys.version.split()[0]})")
     return ap
@@ -114,6 +121,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    try:
+        shard = shard_from_hostname() if args.shard == "auto" else int(args.shard)
+    except ValueError as e:
+        print(f"error: --shard: {e}" if "--shard" not in str(e) else f"error: {e}",
+              file=sys.stderr)
+        return 2
+    if args.total_shards < 1 or not 0 <= shard < args.total_shards:
+        print(f"error: --shard must be in 0..{args.total_shards - 1} and --total-shards >= 1, "
+              f"got --shard={shard} --total-shards={args.total_shards}", file=sys.stderr)
+        return 2
+
     if args.demo:
         # The simulator thread lives as long as the process; nothing else holds it.
         loader, _sim = demo_loader()
@@ -121,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         loader = file_loader(args.config_file)
     try:
-        app = App(loader, args.listen, args.web_config_file)
+        app = App(loader, args.listen, args.web_config_file, shard, args.total_shards)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 1

@@ -27,7 +27,13 @@ from requests.auth import AuthBase
 from exporter import __version__
 from exporter.config import MixpeekConfig
 from exporter.deadline import DeadlineAdapter, total_deadline
-from exporter.models import InvalidResponse, NamespaceValues, parse_namespace
+from exporter.models import (
+    InvalidResponse,
+    NamespaceValues,
+    parse_list_page,
+    parse_namespace,
+    parse_stats_batch,
+)
 from exporter.ratelimit import TokenBucket
 from exporter.secret import Secret
 
@@ -39,7 +45,6 @@ REASONS = (
     "timeout", "connection", "unauthorized", "forbidden", "not_found", "rate_limited",
     "server_error", "invalid_response", "client_error",
 )
-_RETRYABLE = frozenset({"timeout", "connection", "rate_limited_retryable", "unavailable"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -63,6 +68,22 @@ class PollResult:
     identifier: str
     values: NamespaceValues | None
     reason: str | None  # None on success, else one of REASONS
+    message: str
+    status: int | None
+    attempts: int
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one logical request (retries included) produced."""
+
+    value: Any
+    reason: str | None
     message: str
     status: int | None
     attempts: int
@@ -202,63 +223,82 @@ class MixpeekClient:
     def close(self) -> None:
         self.session.close()
 
-    # -- one namespace -----------------------------------------------------------------------
+    # -- requests with retries ----------------------------------------------------------------
 
-    def get_namespace(self, identifier: str) -> PollResult:
+    def _call(self, method: str, path: str, parse: Callable[[Any], Any],
+              body: Any = None, params: dict[str, str | int] | None = None) -> Outcome:
+        """One logical request: budget, attempts, retries, parsing. Never raises."""
         started = time.monotonic()
         attempts = 0
         backoff = self.cfg.retry_backoff_seconds
-        try:
-            path = namespace_path(identifier)
-        except UnsafeIdentifier as e:
-            return PollResult(identifier, None, "client_error", str(e), None, 0, 0.0)
+
+        def done(att: _Attempt, value: Any = None, note: str = "") -> Outcome:
+            return Outcome(value, att.reason, att.message + note, att.status, attempts,
+                           time.monotonic() - started)
         while True:
             attempts += 1
             if not self.bucket.acquire(stop=self._stop):
-                return PollResult(identifier, None, "timeout", "shutting down", None, attempts,
-                                  time.monotonic() - started)
-            att = self._attempt(path)
+                return done(_Attempt(reason="timeout", message="shutting down"))
+            att = self._attempt(method, path, body, params)
             if att.reason is None:
                 try:
-                    values = parse_namespace(att.body)
+                    return done(att, parse(att.body))
                 except InvalidResponse as e:
-                    att = _Attempt(reason="invalid_response",
-                                   message=f"response does not match the namespace schema: {e}",
-                                   status=att.status)
-                else:
-                    return PollResult(identifier, values, None, "", att.status, attempts,
-                                      time.monotonic() - started)
+                    att = _Attempt(reason="invalid_response", status=att.status,
+                                   message=f"response does not match the expected schema: {e}")
             if att.reason == "rate_limited" and att.retry_after is not None:
-                # Per-key limit: hold every request, not just this namespace's retry.
+                # Per-key limit: hold every request, not just this one's retry.
                 self.bucket.pause_for(min(att.retry_after, self.cfg.retry_after_max_seconds))
             if not att.retry or attempts > self.cfg.max_retries or self._stop.is_set():
-                return PollResult(identifier, None, att.reason, att.message, att.status, attempts,
-                                  time.monotonic() - started)
+                return done(att)
             if att.retry_after is not None:
                 if att.retry_after > self.cfg.retry_after_max_seconds:
-                    return PollResult(
-                        identifier, None, att.reason,
-                        f"{att.message}; Retry-After {att.retry_after:.0f}s exceeds "
-                        f"retry_after_max_seconds ({self.cfg.retry_after_max_seconds:g}s)",
-                        att.status, attempts, time.monotonic() - started)
+                    return done(att, note=f"; Retry-After {att.retry_after:.0f}s exceeds "
+                                f"retry_after_max_seconds ({self.cfg.retry_after_max_seconds:g}s)")
                 wait = att.retry_after
             else:
-                # Full jitter: spreads retries of namespaces that failed together.
+                # Full jitter: spreads retries of requests that failed together.
                 wait = random.uniform(0, backoff)
                 backoff = min(backoff * 2, self.cfg.retry_after_max_seconds)
             if self._sleep is not None:
                 self._sleep(wait)
             elif self._stop.wait(wait):
-                return PollResult(identifier, None, att.reason, att.message, att.status,
-                                  attempts, time.monotonic() - started)
+                return done(att)
 
-    def _attempt(self, path: str) -> _Attempt:
+    def get_namespace(self, identifier: str) -> PollResult:
+        try:
+            path = namespace_path(identifier)
+        except UnsafeIdentifier as e:
+            return PollResult(identifier, None, "client_error", str(e), None, 0, 0.0)
+        o = self._call("GET", path, parse_namespace)
+        return PollResult(identifier, o.value, o.reason, o.message, o.status, o.attempts,
+                          o.duration)
+
+    def list_namespaces_page(self, page_size: int, cursor: str | None = None,
+                             offset: int | None = None) -> Outcome:
+        """One page of POST /v1/namespaces/list; value is a ``ListPage``."""
+        params: dict[str, str | int] = {"limit": page_size}
+        if cursor is not None:
+            params["cursor"] = cursor
+        if offset:
+            params["offset"] = offset
+        return self._call("POST", "/v1/namespaces/list", parse_list_page, body={},
+                          params=params)
+
+    def stats_batch(self, namespace_ids: list[str]) -> Outcome:
+        """POST /v1/namespaces/stats/batch (at most 100 ids); value is {id: NamespaceCounts}."""
+        return self._call("POST", "/v1/namespaces/stats/batch", parse_stats_batch,
+                          body={"namespace_ids": namespace_ids})
+
+    def _attempt(self, method: str, path: str, body: Any = None,
+                 params: dict[str, str | int] | None = None) -> _Attempt:
         url = self.cfg.base_url + path
         deadline = time.monotonic() + self.cfg.timeout_seconds
         timeout = (min(self.cfg.timeout_seconds, 10.0), self.cfg.timeout_seconds)
         try:
             with total_deadline(deadline):
-                resp = self.session.get(url, timeout=timeout, stream=True, allow_redirects=False)
+                resp = self.session.request(method, url, json=body, params=params,
+                                            timeout=timeout, stream=True, allow_redirects=False)
                 try:
                     return self._read(resp, deadline)
                 finally:

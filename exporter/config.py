@@ -112,6 +112,8 @@ class MixpeekConfig(_Strict):
 class PollConfig(_Strict):
     interval_seconds: float = Field(default=60.0, ge=1, le=86_400)
     stale_after_seconds: float = Field(default=300.0, ge=1, le=7 * 86_400)
+    counts_source: Literal["namespace", "stats_batch"] = "namespace"
+    metadata_interval_seconds: float = Field(default=600.0, ge=1, le=7 * 86_400)
 
     @model_validator(mode="after")
     def _stale_vs_interval(self) -> PollConfig:
@@ -122,6 +124,34 @@ class PollConfig(_Strict):
                 "between two polls"
             )
         return self
+
+
+class DiscoveryConfig(_Strict):
+    enabled: bool = False
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    refresh_interval_seconds: float = Field(default=300.0, ge=1, le=7 * 86_400)
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        problems = []
+        for i, pattern in enumerate(v):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                problems.append(f"[{i}] {pattern!r} is not a valid regular expression ({e})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
+
+    def matches(self, namespace_id: str, namespace_name: str) -> bool:
+        """Include (any pattern, or all when empty) minus exclude; tried on name and id."""
+        def hit(patterns: list[str]) -> bool:
+            return any(re.search(p, namespace_name) or re.search(p, namespace_id)
+                       for p in patterns)
+        return (not self.include or hit(self.include)) and not hit(self.exclude)
 
 
 def _check_identifier(v: str) -> str:
@@ -143,6 +173,7 @@ def _check_identifier(v: str) -> str:
 class Config(_Strict):
     mixpeek: MixpeekConfig = MixpeekConfig()
     poll: PollConfig = PollConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
     namespaces: list[str] = Field(default_factory=list)
 
     @field_validator("namespaces", mode="before")
@@ -172,8 +203,9 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _something_to_poll(self) -> Config:
-        if not self.namespaces:
-            raise ValueError("namespaces: list at least one namespace name or id to poll")
+        if not self.namespaces and not self.discovery.enabled:
+            raise ValueError("namespaces: list at least one namespace name or id to poll, "
+                             "or set discovery.enabled: true")
         return self
 
 

@@ -133,3 +133,82 @@ def parse_namespace(body: Any) -> NamespaceValues:
         namespace_type=ns.namespace_type or "",
         mode=ns.mode or "",
     )
+
+
+# -- list and stats/batch (discovery and batched counts) -----------------------------------
+
+
+class _ListItem(_Lenient):
+    namespace_name: LabelStr
+    namespace_id: LabelStr | None = None
+
+
+class _Pagination(_Lenient):
+    # Schema shape (PaginationResponse) and the documented example's shape: both are seen.
+    next_cursor: StrictStr | None = None
+    has_more: StrictBool | None = None
+    skip: Count | None = None
+    limit: Count | None = None
+
+
+class _ListBody(_Lenient):
+    results: list[_ListItem]
+    pagination: _Pagination | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    items: tuple[tuple[str, str], ...]  # (namespace_id or "", namespace_name)
+    next_cursor: str | None
+    next_offset: int | None
+
+
+def parse_list_page(body: Any) -> ListPage:
+    if not isinstance(body, dict):
+        raise InvalidResponse(f"expected a JSON object, got {type(body).__name__}")
+    try:
+        page = _ListBody.model_validate(body)
+    except ValidationError as e:
+        raise InvalidResponse(_describe(e)) from None
+    items = tuple((i.namespace_id or "", i.namespace_name) for i in page.results)
+    pag = page.pagination or _Pagination()
+    next_offset = None
+    if pag.next_cursor is None and pag.has_more:
+        next_offset = (pag.skip or 0) + max(len(items), 1)
+    return ListPage(items, pag.next_cursor or None, next_offset)
+
+
+class _Counts(_Lenient):
+    namespace_id: LabelStr | None = None
+    document_count: Count | None = None
+    document_count_complete: StrictBool | None = None
+    bucket_count: Count | None = None
+    collection_count: Count | None = None
+    object_count: Count | None = None
+
+
+class _StatsBody(_Lenient):
+    stats: dict[str, _Counts]
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceCounts:
+    documents: int | None
+    buckets: int | None
+    collections: int | None
+    objects: int | None
+
+
+def parse_stats_batch(body: Any) -> dict[str, NamespaceCounts]:
+    if not isinstance(body, dict):
+        raise InvalidResponse(f"expected a JSON object, got {type(body).__name__}")
+    try:
+        parsed = _StatsBody.model_validate(body)
+    except ValidationError as e:
+        raise InvalidResponse(_describe(e)) from None
+    return {
+        ns_id: NamespaceCounts(
+            None if c.document_count_complete is False else c.document_count,
+            c.bucket_count, c.collection_count, c.object_count)
+        for ns_id, c in parsed.stats.items()
+    }

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -20,6 +21,11 @@ from exporter.snapshot import Store, Transition
 log = logging.getLogger(__name__)
 
 JOB_ID = "poll-cycle"
+BATCH = 100  # stats/batch takes at most 100 ids
+STATS_BATCH_HELP = ("1 if the API offers POST /v1/namespaces/stats/batch, 0 if it answered "
+                    "404/405 and counts come from Get Namespace.")
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def log_transition(t: Transition) -> None:
@@ -42,7 +48,9 @@ def log_transition(t: Transition) -> None:
 class Poller:
     def __init__(self, client: MixpeekClient, store: Store, interval: float,
                  max_concurrency: int, stop: threading.Event | None = None,
-                 on_result: Callable[[Transition], None] = log_transition) -> None:
+                 on_result: Callable[[Transition], None] = log_transition,
+                 counts_source: str = "namespace", metadata_interval: float = 600.0,
+                 before_cycle: Callable[[], None] | None = None) -> None:
         self.client = client
         self.store = store
         self.interval = interval
@@ -54,6 +62,10 @@ class Poller:
         self._stop = stop or threading.Event()
         self._cycle_lock = threading.Lock()
         self.first_cycle_done = threading.Event()
+        self.counts_source = counts_source
+        self.metadata_interval = metadata_interval
+        self.stats_batch_available = True
+        self.before_cycle = before_cycle
         self._overrun = False
 
     # -- one cycle --------------------------------------------------------------------------
@@ -70,25 +82,98 @@ class Poller:
     def run_cycle(self) -> list[PollResult]:
         with self._cycle_lock:
             started = time.monotonic()
-            futures: list[Future[PollResult]] = []
-            for ident in self.store.identifiers():
-                if self._stop.is_set():
-                    break
+            if self.before_cycle is not None:
                 try:
-                    futures.append(self._executor.submit(self.poll_one, ident))
-                except RuntimeError:  # executor shut down underneath us
-                    break
-            wait(futures)
-            results = [f.result() for f in futures if not f.cancelled() and f.exception() is None]
-            for f in futures:
-                if not f.cancelled() and f.exception() is not None:
-                    log.error("poll raised unexpectedly", exc_info=f.exception())
+                    self.before_cycle()
+                except Exception:
+                    log.exception("preparing the poll cycle failed; polling the known set")
+            idents = self.store.identifiers()
+            if self.counts_source == "stats_batch" and self.stats_batch_available:
+                results = self._batched_cycle(idents)
+            else:
+                results = self._run_all(self.poll_one, idents)
             if not self._stop.is_set():
                 elapsed = time.monotonic() - started
                 self.store.cycle_done(elapsed)
                 self.first_cycle_done.set()
                 self._report_overrun(elapsed)
             return results
+
+    def _run_all(self, fn: Callable[[T], R], items: list[T]) -> list[R]:
+        futures: list[Future[R]] = []
+        for item in items:
+            if self._stop.is_set():
+                break
+            try:
+                futures.append(self._executor.submit(fn, item))
+            except RuntimeError:  # executor shut down underneath us
+                break
+        wait(futures)
+        out = []
+        for f in futures:
+            if f.cancelled():
+                continue
+            if f.exception() is not None:
+                log.error("poll raised unexpectedly", exc_info=f.exception())
+            else:
+                out.append(f.result())
+        return out
+
+    # -- batched counts (poll.counts_source: stats_batch) -------------------------------
+
+    def _batched_cycle(self, idents: list[str]) -> list[PollResult]:
+        """Full Get Namespace only where metadata is due (or the id is unknown); counts for
+        everyone else in batches of 100, so a cycle costs about N/100 requests."""
+        now = time.time()
+        full, batched = [], []
+        for ident in idents:
+            st = self.store.state(ident)
+            if st is None:
+                continue
+            due = (st.metadata_at is None or not st.namespace_id
+                   or now - st.metadata_at >= self.metadata_interval)
+            (full if due else batched).append(ident)
+        results = self._run_all(self.poll_one, full)
+        chunks = [batched[i:i + BATCH] for i in range(0, len(batched), BATCH)]
+        leftovers = [r for rs in self._run_all(self._poll_batch, chunks) for r in rs]
+        if leftovers:  # stats/batch is not offered: these need a full poll this cycle
+            results += self._run_all(self.poll_one, leftovers)
+        return results
+
+    def _poll_batch(self, idents: list[str]) -> list[str]:
+        """Poll one batch; returns identifiers still to poll the classic way (fallback)."""
+        if not self.stats_batch_available:
+            return idents
+        by_id: dict[str, str] = {}
+        for ident in idents:
+            st = self.store.state(ident)
+            if st is not None and st.namespace_id:
+                by_id[st.namespace_id] = ident
+        out = self.client.stats_batch(list(by_id))
+        if out.status in (404, 405):
+            if self.stats_batch_available:
+                self.stats_batch_available = False
+                log.warning("the API does not offer POST /v1/namespaces/stats/batch "
+                            f"(HTTP {out.status}); polling counts with Get Namespace instead",
+                            extra={"fields": {"status": out.status}})
+                self.store.set_extra("mixpeek_exporter_stats_batch_available",
+                                     STATS_BATCH_HELP, 0.0)
+            return idents
+        for ns_id, ident in by_id.items():
+            if out.ok:
+                counts = out.value.get(ns_id)
+                if counts is not None:
+                    t = self.store.apply_counts(ident, counts, out.duration)
+                else:  # "namespaces the caller cannot see are omitted": gone for us
+                    t = self.store.apply(PollResult(
+                        ident, None, "not_found", "absent from stats/batch answer", out.status,
+                        out.attempts, out.duration))
+            else:
+                t = self.store.apply(PollResult(ident, None, out.reason, out.message,
+                                                out.status, out.attempts, out.duration))
+            if t is not None:
+                self._on_result(t)
+        return []
 
     def _report_overrun(self, elapsed: float) -> None:
         overrun = elapsed > self.interval

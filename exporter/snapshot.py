@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from exporter import __version__
 from exporter.client import PollResult, RequestStats
 from exporter.config import identifier_labels
-from exporter.models import NamespaceValues
+from exporter.models import NamespaceCounts, NamespaceValues
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +32,11 @@ class NamespaceState:
     errors: tuple[tuple[str, int], ...] = ()
     reason: str | None = None
     message: str = ""
+    metadata_at: float | None = None  # last full Get Namespace (counts may come from batches)
 
     @classmethod
-    def initial(cls, identifier: str) -> NamespaceState:
-        ns_id, ns_name = identifier_labels(identifier)
+    def initial(cls, identifier: str, labels: tuple[str, str] | None = None) -> NamespaceState:
+        ns_id, ns_name = labels if labels is not None else identifier_labels(identifier)
         return cls(identifier, ns_id, ns_name)
 
     def fresh_values(self, now: float, stale_after: float) -> NamespaceValues | None:
@@ -108,7 +109,7 @@ class Store:
                 v = result.values
                 state = replace(
                     prev, values=v, up=True, last_success=now, poll_duration=result.duration,
-                    reason=None, message="",
+                    reason=None, message="", metadata_at=now,
                     namespace_id=v.namespace_id or prev.namespace_id,
                     namespace_name=v.namespace_name or prev.namespace_name,
                 )
@@ -127,13 +128,43 @@ class Store:
             return Transition(state, prev)
         return None
 
-    def set_namespaces(self, identifiers: Iterable[str]) -> tuple[list[str], list[str]]:
-        """Keep the state of namespaces still wanted; returns (added, removed)."""
+    def apply_counts(self, identifier: str, counts: NamespaceCounts, duration: float,
+                     now: float | None = None) -> Transition | None:
+        """Counts from stats/batch: replace the four counts, keep the metadata we have."""
+        now = time.time() if now is None else now
+        with self._lock:
+            prev = self._states.get(identifier)
+            if prev is None:
+                return None
+            base = prev.values or NamespaceValues(
+                prev.namespace_id, prev.namespace_name, None, None, None, None, None, None,
+                None, None, None, None, None, "", "", "", "")
+            values = replace(base, documents=counts.documents, buckets=counts.buckets,
+                             collections=counts.collections, objects=counts.objects)
+            state = replace(prev, values=values, up=True, last_success=now,
+                            poll_duration=duration, reason=None, message="")
+            self._states[identifier] = state
+            self._bump()
+        if prev.up != state.up or prev.reason != state.reason:
+            return Transition(state, prev)
+        return None
+
+    def set_namespaces(self, identifiers: Iterable[str],
+                       labels: dict[str, tuple[str, str]] | None = None,
+                       ) -> tuple[list[str], list[str]]:
+        """Keep the state of namespaces still wanted; returns (added, removed).
+
+        ``labels`` gives (namespace_id, namespace_name) for identifiers that discovery
+        already knows both of, so new series start with full labels.
+        """
         wanted = list(dict.fromkeys(identifiers))
+        labels = labels or {}
         with self._lock:
             added = [i for i in wanted if i not in self._states]
-            removed = [i for i in self._states if i not in set(wanted)]
-            self._states = {i: self._states.get(i) or NamespaceState.initial(i) for i in wanted}
+            keep = set(wanted)
+            removed = [i for i in self._states if i not in keep]
+            self._states = {i: self._states.get(i) or NamespaceState.initial(i, labels.get(i))
+                            for i in wanted}
             self._bump()
         return added, removed
 
