@@ -1,30 +1,38 @@
 # Two entry points a new user needs: `make demo` and `make test`.
-# Each sets itself up (a venv in .venv with the package and its test tools).
+# Each sets itself up in .venv: demo installs just the package, test adds the test tools.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install -q --disable-pip-version-check
+RUNTIME := $(VENV)/.installed-runtime
+TESTING := $(VENV)/.installed-test
 
 .PHONY: demo test lint tools bench clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
-	touch $(STAMP)
+	$(PIP) --upgrade pip
 
-demo: $(STAMP)
+$(RUNTIME): pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e .
+	touch $@
+
+$(TESTING): pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e '.[test]'
+	touch $@ $(RUNTIME)
+
+demo: $(RUNTIME)
 	$(VENV)/bin/mixpeek-exporter --demo
 
 tools:
 	bash scripts/install-test-tools.sh
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check exporter tests bench
+lint: $(TESTING)
+	$(VENV)/bin/ruff check .
 
-test: $(STAMP) tools lint
+test: $(TESTING) tools lint
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(RUNTIME)
 	$(PY) bench/run_all.py
 
 clean:
