@@ -124,6 +124,7 @@ class Poller:
     def _batched_cycle(self, idents: list[str]) -> list[PollResult]:
         """Full Get Namespace only where metadata is due (or the id is unknown); counts for
         everyone else in batches of 100, so a cycle costs about N/100 requests."""
+        self.store.set_extra("mixpeek_exporter_stats_batch_available", STATS_BATCH_HELP, 1.0)
         now = time.time()
         full, batched = [], []
         for ident in idents:

@@ -11,6 +11,7 @@ apt_pkgs=()
 command -v promtool >/dev/null 2>&1 || apt_pkgs+=(prometheus)
 command -v dockerd >/dev/null 2>&1 || apt_pkgs+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || apt_pkgs+=(debootstrap)
+command -v npm >/dev/null 2>&1 || apt_pkgs+=(nodejs npm)
 
 if ((${#apt_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
@@ -26,7 +27,7 @@ fi
 # Grafana dashboard type-check (tools/dashcheck/package.json pins the versions).
 if [ -f tools/dashcheck/package.json ] && [ ! -x tools/dashcheck/node_modules/.bin/tsc ]; then
   if command -v npm >/dev/null 2>&1; then
-    (cd tools/dashcheck && npm install --no-audit --no-fund --silent)
+    (cd tools/dashcheck && npm ci --no-audit --no-fund --silent)
   else
     echo "install-test-tools: npm missing; dashboard type-check cannot run" >&2
   fi

@@ -1,0 +1,216 @@
+"""Names kept in step: every metric and label the alerts and the dashboard use is in the real
+exporter's output, and so is every metric the README's metrics table documents (and the table
+documents every metric the exporter serves).
+
+The exporter runs for real (``python -m exporter``) against the simulator. Some series exist
+only under a condition, so the setup (``monitored_stack``, shared with the real-Prometheus test)
+provides every condition; CONDITIONAL says which series needs which.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.discovery import shard_of
+from tests.conftest import API_KEY
+from tests.harness import ExporterProcess, SimulatorProcess, exporter_config
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+sys.path.insert(0, str(ROOT / "tools" / "dashcheck"))
+import alertrules  # noqa: E402
+import dashcheck  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+# Series Prometheus makes itself (target health, alert state), not the exporter.
+PROMETHEUS_MADE = {"up", "ALERTS", "ALERTS_FOR_STATE"}
+# Label names Prometheus attaches to every scraped series.
+TARGET_LABELS = {"job", "instance"}
+
+# The main exporter polls three simulator namespaces and one the simulator does not know.
+MISSING_NAMESPACE = "ns_missing0001"
+NAMESPACES = ["demo_catalog", "ns_demo0002", "demo_archive", MISSING_NAMESPACE]
+# Rate limit far above what the tests use: the simulator sends X-RateLimit-* but never 429.
+# No stats/batch endpoint: an exporter configured for it falls back (and says so in a metric).
+SIM_ARGS = ["--rate-limit-rpm", "1000000", "--no-stats-batch"]
+# A second exporter switches on the optional features: it discovers namespaces (only
+# demo_archive, so it stays out of the alert tests' way), asks for batched counts, and is one
+# of two shards (the one demo_archive's id falls in).
+FEATURES_SHARD = shard_of("ns_demo0003", 2)
+FEATURES_ARGS = ["--shard", str(FEATURES_SHARD), "--total-shards", "2"]
+
+# README metrics that exist only under a condition, and what in the setup provides it.
+CONDITIONAL = {
+    "mixpeek_api_rate_limit_remaining": "the simulator sends X-RateLimit-Remaining",
+    "mixpeek_namespace_poll_errors_total": f"{MISSING_NAMESPACE} answers 404 on every poll",
+    "mixpeek_exporter_discovery_up": "features exporter: discovery.enabled",
+    "mixpeek_exporter_discovery_last_success_timestamp_seconds":
+        "features exporter: discovery.enabled",
+    "mixpeek_exporter_stats_batch_available":
+        "features exporter: counts_source stats_batch, simulator --no-stats-batch",
+    "mixpeek_exporter_shard_ordinal": "features exporter: --total-shards 2",
+    "mixpeek_exporter_total_shards": "features exporter: --total-shards 2",
+}
+
+
+def main_config(sim_url: str, interval: float = 1.0) -> dict[str, Any]:
+    return exporter_config(sim_url, NAMESPACES, interval=interval)
+
+
+def features_config(sim_url: str, interval: float = 1.0) -> dict[str, Any]:
+    cfg = exporter_config(sim_url, [], interval=interval)
+    cfg["discovery"] = {"enabled": True, "include": ["^demo_archive$"]}
+    cfg["poll"]["counts_source"] = "stats_batch"
+    return cfg
+
+
+@contextmanager
+def monitored_stack(interval: float = 1.0
+                    ) -> Iterator[tuple[SimulatorProcess, ExporterProcess, ExporterProcess]]:
+    """The simulator, the main exporter and the features exporter, all running."""
+    with ExitStack() as stack:
+        sim = stack.enter_context(SimulatorProcess(api_key=API_KEY, extra_args=SIM_ARGS))
+        main = stack.enter_context(ExporterProcess(main_config(sim.url, interval),
+                                                   api_key=API_KEY))
+        features = stack.enter_context(ExporterProcess(
+            features_config(sim.url, interval), api_key=API_KEY, extra_args=FEATURES_ARGS))
+        yield sim, main, features
+
+
+def readme_metric_table() -> list[str]:
+    """First-column names of the metrics table (header ``| metric | ...``) in the README's
+    core section. A name may be followed by its labels (``mixpeek_namespace_info{...}``), and a
+    pattern like ``process_*`` stands for a family of prometheus-client's own metrics.
+    """
+    text = README.read_text()
+    m = re.search(r"<!-- BEGIN core -->(.*?)<!-- END core -->", text, re.S)
+    assert m, "README.md has no core section markers"
+    names: list[str] = []
+    in_table = False
+    for line in m.group(1).splitlines():
+        if re.match(r"^\|\s*metric\s*\|", line):
+            in_table = True
+            continue
+        if in_table:
+            if not line.startswith("|"):
+                break
+            cell = re.match(r"^\|\s*`([a-zA-Z_:*][\w:*]*)", line)
+            if cell:
+                names.append(cell.group(1))
+    assert names, ("README core section has no metrics table "
+                   "(| metric | ... | header, rows | `metric_name` | ... |)")
+    return names
+
+
+def referenced_metrics() -> dict[str, set[str]]:
+    """{metric name: where it is used} over the alerts and the dashboard."""
+    where: dict[str, set[str]] = {}
+    rules = yaml.safe_load((ROOT / "monitoring" / "alerts.yaml").read_text())
+    for rule in alertrules.alert_rules(rules):
+        for name in alertrules.metric_names(rule["expr"]):
+            where.setdefault(name, set()).add(f"alert {rule['alert']}")
+    dash = json.loads((ROOT / "monitoring" / "dashboard.json").read_text())
+    for q in dashcheck.queries(dash) + dashcheck.variable_queries(dash):
+        for name in alertrules.metric_names(q.expr):
+            where.setdefault(name, set()).add(f"panel {q.panel!r}")
+    return where
+
+
+def referenced_labels() -> set[str]:
+    out: set[str] = set()
+    rules = yaml.safe_load((ROOT / "monitoring" / "alerts.yaml").read_text())
+    for rule in alertrules.alert_rules(rules):
+        out |= alertrules.label_names(rule["expr"])
+    dash = json.loads((ROOT / "monitoring" / "dashboard.json").read_text())
+    for q in dashcheck.queries(dash) + dashcheck.variable_queries(dash):
+        out |= alertrules.label_names(q.expr)
+    return out
+
+
+Exposition = dict[str, list[tuple[dict[str, str], float]]]
+
+
+@pytest.fixture(scope="module")
+def exposition() -> Iterator[Exposition]:
+    """Samples of both exporters, merged, once every conditional series has shown up."""
+    with monitored_stack(interval=1.0) as (_, main, features):
+        main.wait_ready()
+        features.wait_ready()
+        main.wait_for_sample("mixpeek_namespace_poll_errors_total", lambda v: v is not None,
+                             reason="not_found")
+        features.wait_for_sample("mixpeek_exporter_stats_batch_available",
+                                 lambda v: v is not None)
+        merged: Exposition = {}
+        for exp in (main, features):
+            for name, samples in exp.metrics().items():
+                merged.setdefault(name, []).extend(samples)
+        yield merged
+
+
+def test_metric_name_extraction() -> None:
+    """The PromQL scanner the other tests rely on."""
+    assert alertrules.metric_names(
+        'sum by (namespace_id) (rate(mixpeek_api_requests_total{status=~"5.."}[5m])) * 60 '
+        "and on (job) up == 1 or absent(mixpeek:x offset 6h) > bool 0") == {
+        "mixpeek_api_requests_total", "up", "mixpeek:x"}
+    assert alertrules.label_names('max by (a, b) (m{c="1", d=~"x"}) and on (e) n') == {
+        "a", "b", "c", "d", "e"}
+
+
+def test_alert_and_dashboard_metrics_exist(exposition: Exposition) -> None:
+    exposed = set(exposition)
+    missing = {name: sorted(where) for name, where in referenced_metrics().items()
+               if name not in exposed and name not in PROMETHEUS_MADE and ":" not in name}
+    assert not missing, f"not in the exporter's output: {missing}"
+
+
+def test_recording_rules_used_are_documented() -> None:
+    """A colon name is a recording rule the user writes (the stall alert's opt-in); the alerts
+    file must show how to write it."""
+    header = (ROOT / "monitoring" / "alerts.yaml").read_text()
+    for name in referenced_metrics():
+        if ":" in name:
+            assert f"record: {name}" in header, name
+
+
+def test_alert_and_dashboard_labels_exist(exposition: Exposition) -> None:
+    exposed = {k for samples in exposition.values() for labels, _ in samples for k in labels}
+    unknown = referenced_labels() - exposed - TARGET_LABELS
+    assert not unknown, f"labels used but never exposed: {sorted(unknown)}"
+
+
+def test_readme_metrics_exist(exposition: Exposition) -> None:
+    exposed = set(exposition)
+    missing = []
+    for name in readme_metric_table():
+        if name.endswith("*"):
+            if not any(e.startswith(name[:-1]) for e in exposed):
+                missing.append(name)
+        elif name not in exposed:
+            missing.append(name)
+    assert not missing, f"README documents metrics the exporter does not serve: {missing}"
+
+
+def test_readme_documents_every_exporter_metric(exposition: Exposition) -> None:
+    documented = readme_metric_table()
+    exact = {n for n in documented if not n.endswith("*")}
+    prefixes = tuple(n[:-1] for n in documented if n.endswith("*"))
+    undocumented = sorted(n for n in exposition
+                          if n.startswith("mixpeek_") and not n.endswith("_created")
+                          and n not in exact and not n.startswith(prefixes))
+    assert not undocumented, f"served but missing from the README table: {undocumented}"
+
+
+def test_conditional_list_is_current() -> None:
+    """Every exception named here is a documented metric (no stale entries)."""
+    assert set(CONDITIONAL) <= set(readme_metric_table())

@@ -1,0 +1,238 @@
+"""monitoring/alerts.yaml, its unit tests and monitoring/prometheus.yml, checked by promtool, and
+the promises the rules make to their readers: every alert labelled, annotated and linked to a
+runbook that exists, every knob in the header table really in its rule and in the README, and
+every alert covered by a firing and a quiet unit test.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.tooling import require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+MON = ROOT / "monitoring"
+RULES = MON / "alerts.yaml"
+RULE_TESTS = MON / "alerts.test.yaml"
+PROM_CONFIG = MON / "prometheus.yml"
+README = ROOT / "README.md"
+
+sys.path.insert(0, str(ROOT / "tools" / "dashcheck"))
+import alertrules  # noqa: E402
+
+REQUIRED_ALERTS = {
+    "MixpeekNamespaceDocumentsDropped", "MixpeekNamespaceDocumentsStalled",
+    "MixpeekNamespacePollFailing", "MixpeekNamespaceDataStale", "MixpeekAuthFailing",
+    "MixpeekRateLimited", "MixpeekExporterDown",
+}
+# Alerts about the exporter as a whole carry no namespace labels to name.
+TARGET_ALERTS = {"MixpeekExporterDown"}
+SEVERITIES = {"critical", "warning", "info"}
+
+
+def _doc() -> dict[str, Any]:
+    return yaml.safe_load(RULES.read_text())
+
+
+def _alerts() -> list[dict[str, Any]]:
+    return alertrules.alert_rules(_doc())
+
+
+def monitoring_section() -> str:
+    text = README.read_text()
+    m = re.search(r"<!-- BEGIN monitoring -->(.*?)<!-- END monitoring -->", text, re.S)
+    assert m, "README.md has no monitoring section markers"
+    return m.group(1)
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading."""
+    s = heading.strip().lower()
+    s = re.sub(r"[^\w\- ]", "", s)
+    return s.replace(" ", "-")
+
+
+def readme_anchors() -> set[str]:
+    return {github_anchor(h) for h in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", README.read_text(),
+                                                   re.M)}
+
+
+def _promtool(*args: str, cwd: Path = MON) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([require_tool("promtool"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+# ---------------------------------------------------------------------------- promtool
+
+def test_promtool_check_rules() -> None:
+    res = _promtool("check", "rules", RULES.name)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"SUCCESS: {len(_alerts())} rules found" in res.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    res = _promtool("test", "rules", RULE_TESTS.name)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS" in res.stdout
+
+
+def test_unit_tests_catch_a_broken_rule(tmp_path: Path) -> None:
+    """The unit tests are not vacuous: without its `for:` the poll-failure alert fires on a
+    single failed poll, and the tests must say so."""
+    doc = _doc()
+    rule = next(r for r in alertrules.alert_rules(doc)
+                if r["alert"] == "MixpeekNamespacePollFailing")
+    del rule["for"]
+    (tmp_path / "alerts.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    tests = yaml.safe_load(RULE_TESTS.read_text())
+    # Only this alert's cases: the others (6 h of stall data) would just cost time.
+    tests["tests"] = [g for g in tests["tests"]
+                      if any(c["alertname"] == "MixpeekNamespacePollFailing"
+                             for c in g.get("alert_rule_test", []))]
+    assert tests["tests"]
+    (tmp_path / "alerts.test.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    res = _promtool("test", "rules", "alerts.test.yaml", cwd=tmp_path)
+    assert res.returncode != 0
+    assert "MixpeekNamespacePollFailing" in res.stdout + res.stderr
+
+
+def test_example_prometheus_config_is_valid(tmp_path: Path) -> None:
+    """The example config with its rule path pointed at this repository's rules."""
+    cfg = yaml.safe_load(PROM_CONFIG.read_text())
+    assert len(cfg["rule_files"]) == 1
+    cfg["rule_files"] = [str(RULES)]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = _promtool("check", "config", str(path))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS: 1 rule files found" in res.stdout
+
+
+def test_example_scrape_job_matches_the_alerts() -> None:
+    cfg = yaml.safe_load(PROM_CONFIG.read_text())
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    job = jobs["mixpeek-exporter"]
+    assert job["scrape_interval"] == "30s"
+    assert job["scrape_timeout"] == "10s"
+    assert job["static_configs"][0]["targets"] == ["localhost:10117"]
+    down = next(r for r in _alerts() if r["alert"] == "MixpeekExporterDown")
+    assert 'job="mixpeek-exporter"' in down["expr"]
+
+
+# ---------------------------------------------------------------------------- the rules' promises
+
+def test_required_alerts_exist_once() -> None:
+    names = [r["alert"] for r in _alerts()]
+    assert len(names) == len(set(names)), names
+    assert REQUIRED_ALERTS <= set(names)
+
+
+@pytest.mark.parametrize("alert", sorted(REQUIRED_ALERTS))
+def test_alert_labels_and_annotations(alert: str) -> None:
+    rule = next(r for r in _alerts() if r["alert"] == alert)
+    assert rule["labels"]["severity"] in SEVERITIES
+    ann = rule["annotations"]
+    assert set(ann) >= {"summary", "description", "runbook_url"}
+    if alert not in TARGET_ALERTS:
+        # Per-namespace alerts name the namespace in both texts; the summary falls back to the
+        # id for a namespace configured by id that never answered (namespace_name empty).
+        assert "$labels.namespace_name" in ann["summary"]
+        assert "$labels.namespace_id" in ann["summary"]
+        assert "$labels.namespace_name" in ann["description"]
+        assert "$labels.namespace_id" in ann["description"]
+    else:
+        assert "$labels.instance" in ann["summary"]
+
+
+def test_runbook_urls_point_at_readme_headings() -> None:
+    anchors = readme_anchors()
+    for rule in _alerts():
+        url = rule["annotations"]["runbook_url"]
+        base, _, frag = url.partition("#")
+        assert base.endswith("/README.md"), url
+        assert frag == rule["alert"].lower(), url
+        assert frag in anchors, f"README.md has no heading for #{frag}"
+
+
+def test_runbook_subsections_are_in_the_monitoring_section() -> None:
+    section = monitoring_section()
+    for alert in REQUIRED_ALERTS:
+        assert re.search(rf"^#+ {alert}\s*$", section, re.M), f"no runbook heading for {alert}"
+
+
+def test_knob_table_matches_the_rules() -> None:
+    assert alertrules.problems(RULES.read_text()) == []
+    knobs = alertrules.parse_tunables(RULES.read_text())
+    # every alert has at least one documented threshold or window
+    assert {t.alert for t in knobs} == REQUIRED_ALERTS
+
+
+def test_readme_knob_table_matches_the_rules() -> None:
+    """The README repeats the header's table; both must say the same."""
+    section = monitoring_section()
+    rows = {}
+    for line in section.splitlines():
+        m = re.match(r"^\|\s*`(?P<knob>[a-z_0-9]+)`\s*\|\s*`(?P<value>[^`]+)`\s*\|\s*"
+                     r"(?P<alert>Mixpeek\w+)", line)
+        if m:
+            rows[m["knob"]] = (m["value"], m["alert"])
+    expected = {t.knob: (t.value, t.alert) for t in alertrules.parse_tunables(RULES.read_text())}
+    assert rows == expected
+
+
+def test_variant_substitutes_only_what_it_is_asked(tmp_path: Path) -> None:
+    text = RULES.read_text()
+    out = yaml.safe_load(alertrules.render_variant(text, {"documents_drop_for": "7s",
+                                                           "stall_window": "2m"}))
+    rules = {r["alert"]: r for r in alertrules.alert_rules(out)}
+    assert rules["MixpeekNamespaceDocumentsDropped"]["for"] == "7s"
+    assert "[30m]" in rules["MixpeekNamespaceDocumentsDropped"]["expr"]
+    assert "[2m]" in rules["MixpeekNamespaceDocumentsStalled"]["expr"]
+    assert "offset 2m" in rules["MixpeekNamespaceDocumentsStalled"]["expr"]
+    assert rules["MixpeekAuthFailing"]["for"] == "5m"
+    with pytest.raises(KeyError):
+        alertrules.render_variant(text, {"no_such_knob": "1"})
+    (tmp_path / "v.yaml").write_text(alertrules.render_variant(text, {"poll_failing_for": "3s"}))
+    res = _promtool("check", "rules", str(tmp_path / "v.yaml"))
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
+    tests = yaml.safe_load(RULE_TESTS.read_text())
+    assert tests["rule_files"] == [RULES.name]
+    fired: set[str] = set()
+    quiet: set[str] = set()
+    for group in tests["tests"]:
+        for case in group.get("alert_rule_test", []):
+            (fired if case.get("exp_alerts") else quiet).add(case["alertname"])
+    assert fired >= REQUIRED_ALERTS, REQUIRED_ALERTS - fired
+    assert quiet >= REQUIRED_ALERTS, REQUIRED_ALERTS - quiet
+
+
+def test_unit_tests_cover_restarts_and_vanished_namespaces() -> None:
+    """Each per-namespace alert is tested against a restart gap and a series that ends (a
+    `stale` marker), not only against steady data."""
+    tests = yaml.safe_load(RULE_TESTS.read_text())
+    covered: set[str] = set()
+    for group in tests["tests"]:
+        ends = any("stale" in s["values"].split() for s in group.get("input_series", []))
+        if ends:
+            covered.update(c["alertname"] for c in group.get("alert_rule_test", [])
+                           if not c.get("exp_alerts"))
+    assert covered >= REQUIRED_ALERTS - TARGET_ALERTS, REQUIRED_ALERTS - TARGET_ALERTS - covered
+
+
+def test_yaml_lint() -> None:
+    yamllint = pytest.importorskip("yamllint.cli")
+    conf = ("{extends: default, rules: {line-length: disable, document-start: disable, "
+            "comments: {min-spaces-from-content: 1}}}")
+    with pytest.raises(SystemExit) as exc:
+        yamllint.run(["-s", "-d", conf, str(RULES), str(RULE_TESTS), str(PROM_CONFIG)])
+    assert exc.value.code == 0
