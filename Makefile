@@ -28,6 +28,7 @@ tools:
 
 lint: $(TESTING)
 	$(VENV)/bin/ruff check .
+	bash scripts/sync-chart-files.sh --check
 
 test: $(TESTING) tools lint
 	$(PY) -m pytest

@@ -66,11 +66,12 @@ class App:
                              self.cfg.mixpeek.max_concurrency, stop=self.stop_event,
                              counts_source=self.cfg.poll.counts_source,
                              metadata_interval=self.cfg.poll.metadata_interval_seconds,
-                             before_cycle=self._refresh_targets)
+                             before_cycle=self._before_cycle)
         self._discovered: list[tuple[str, str]] | None = None
         self._last_discovery: float | None = None
         self._discovery_ok: bool | None = None
         self._budget_note: tuple[int, float] | None = None
+        self._key_stamp: int | None = None
         if total_shards > 1:
             self.store.set_extra("mixpeek_exporter_shard_ordinal",
                                  "Shard this exporter polls (--shard).", float(shard))
@@ -89,8 +90,41 @@ class App:
 
     # -- which namespaces, and can the budget poll them all ----------------------------
 
+    def _before_cycle(self) -> None:
+        self._refresh_key()
+        self._refresh_targets()
+
+    def _refresh_key(self) -> None:
+        """A Kubernetes Secret update rewrites the mounted key file: pick it up without a
+        reload, so a rotated key works from the next cycle. One stat() per cycle."""
+        path = self.cfg.mixpeek.api_key_file
+        if path is None:
+            return
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return  # mid-rotation (symlink swap) or gone: keep the key we have
+        if self._key_stamp is None:
+            self._key_stamp = stamp
+            return
+        if stamp == self._key_stamp:
+            return
+        self._key_stamp = stamp
+        try:
+            creds = load_api_key(self.cfg.mixpeek)
+        except ConfigError as e:
+            log.error("API key file changed but cannot be used; keeping the previous key",
+                      extra={"fields": {"problems": "; ".join(e.problems)}})
+            return
+        if creds.key != self.creds.key:
+            register_secret(creds.key)
+            self.client.set_key(creds.key)
+            self.creds = creds
+            log.info("API key file changed; using the new key",
+                     extra={"fields": {"key_source": creds.source}})
+
     def _refresh_targets(self) -> None:
-        """Before each cycle: list the organization's namespaces again when that is due."""
+        """List the organization's namespaces again when that is due."""
         d = self.cfg.discovery
         due = self._last_discovery is None or (
             time.monotonic() - self._last_discovery >= d.refresh_interval_seconds)

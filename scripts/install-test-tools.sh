@@ -17,8 +17,20 @@ if ((${#apt_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "install-test-tools: apt-get install ${apt_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Packages must not start services: a packaged dockerd with default flags would rewrite
+    # the host's network (bridge, iptables, ip_forward). Tests start their own, safely.
+    rcd=/usr/sbin/policy-rc.d
+    had_rcd=0
+    [ -e "$rcd" ] && had_rcd=1 && cp -p "$rcd" "$rcd.mixpeek-bak"
+    printf '#!/bin/sh\nexit 101\n' > "$rcd" && chmod +x "$rcd"
+    restore_rcd() {
+      if [ "$had_rcd" = 1 ]; then mv -f "$rcd.mixpeek-bak" "$rcd"; else rm -f "$rcd"; fi
+    }
+    trap restore_rcd EXIT
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+    restore_rcd
+    trap - EXIT
   else
     echo "install-test-tools: not root, cannot install ${apt_pkgs[*]}" >&2
   fi

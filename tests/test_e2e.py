@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
@@ -201,3 +204,26 @@ def test_demo_mode_serves_metrics() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+
+
+@contextlib.contextmanager
+def _keyfile_exporter(sim: SimulatorProcess, api_key: str):
+    with tempfile.TemporaryDirectory() as d:
+        keyfile = Path(d) / "api-key"
+        keyfile.write_text(api_key)
+        cfg = exporter_config(sim.url, ["demo_catalog"], api_key_file=str(keyfile))
+        with ExporterProcess(cfg) as e:
+            yield e, keyfile
+
+
+def test_rotated_key_file_is_picked_up_without_reload(sim: SimulatorProcess,
+                                                      api_key: str) -> None:
+    with _keyfile_exporter(sim, api_key) as (e, keyfile):
+        e.wait_for_sample("mixpeek_namespace_up", lambda v: v == 1, **CATALOG)
+        new_key = "sk_live_rotated_0123456789"
+        sim.configure(api_key=new_key)  # the old key is revoked on the API side
+        e.wait_for_sample("mixpeek_namespace_up", lambda v: v == 0, **CATALOG)
+        keyfile.write_text(new_key + "\n")  # what the kubelet does when the Secret changes
+        e.wait_for_sample("mixpeek_namespace_up", lambda v: v == 1, timeout=15, **CATALOG)
+        assert 'msg="API key file changed; using the new key"' in e.log_text()
+        assert new_key not in e.log_text()
