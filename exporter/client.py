@@ -297,8 +297,11 @@ class MixpeekClient:
         timeout = (min(self.cfg.timeout_seconds, 10.0), self.cfg.timeout_seconds)
         try:
             with total_deadline(deadline):
+                # verify passed per request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
+                # override session.verify, which would silently drop mixpeek.ca_file.
                 resp = self.session.request(method, url, json=body, params=params,
-                                            timeout=timeout, stream=True, allow_redirects=False)
+                                            timeout=timeout, stream=True, allow_redirects=False,
+                                            verify=self.session.verify)
                 try:
                     return self._read(resp, deadline)
                 finally:

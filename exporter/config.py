@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,7 +166,7 @@ def _check_identifier(v: str) -> str:
             f"{v!r} contains {bad.group()!r}: namespace names and ids cannot contain "
             "'/', '\\', '?', '#', '%' or control characters"
         )
-    if v in (".", ".."):
+    if set(v) <= {"."}:  # as client.namespace_path refuses: dots only could be a dot-segment
         raise ValueError(f"{v!r} is not a namespace identifier")
     return v
 
@@ -209,6 +210,11 @@ class Config(_Strict):
         return self
 
 
+_SHOW = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxdict = 3, 4, 4
+_SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 60
+
+
 def _format_validation_error(err: ValidationError) -> list[str]:
     problems = []
     for e in err.errors():
@@ -221,7 +227,8 @@ def _format_validation_error(err: ValidationError) -> list[str]:
         elif e["type"] == "missing":
             msg = "required key is missing"
         elif "input" in e and e["type"] not in ("value_error", "assertion_error"):
-            shown = repr(e["input"])
+            # reprlib: bounded work even for a YAML alias bomb (exponentially nested lists).
+            shown = _SHOW.repr(e["input"])
             if len(shown) > 60:
                 shown = shown[:57] + "..."
             msg = f"{msg} (got {shown})"
@@ -263,6 +270,8 @@ def parse_config(text: str, source: str = "<string>",
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "cannot be parsed"
         raise ConfigError([f"YAML syntax error{where}: {problem}"], source) from None
+    except RecursionError:  # PyYAML recurses per nesting level: "[[[[..." a few thousand deep
+        raise ConfigError(["YAML is nested too deeply to be a configuration"], source) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -108,7 +108,11 @@ class Poller:
                 futures.append(self._executor.submit(fn, item))
             except RuntimeError:  # executor shut down underneath us
                 break
-        wait(futures)
+        # Not a plain wait(futures): a future cancelled by shutdown(cancel_futures=True) stays
+        # CANCELLED and never wakes wait() (CPython), so SIGTERM mid-cycle hung the exit.
+        pending = futures
+        while pending:
+            pending = [f for f in wait(pending, timeout=0.25).not_done if not f.cancelled()]
         out = []
         for f in futures:
             if f.cancelled():

@@ -18,6 +18,7 @@ import copy
 import json
 import random
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -157,6 +158,13 @@ class SimHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:
+        # TLS mode: the handshake runs here, in the handler thread, not in the accept loop.
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            self.request.do_handshake()
+        super().setup()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -318,6 +326,25 @@ class SimHandler(BaseHTTPRequestHandler):
         if mode == "wrong_types":
             bad = dict(doc or {}, document_count="12", namespace_name="x")
             self._raw(200, json.dumps(bad).encode())
+            return
+        if mode == "huge" and fail.get("chunked"):
+            # No Content-Length: the client can only find out by counting what it reads.
+            size = int(fail.get("bytes", 5 * 1024 * 1024))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"x" * 65536
+            sent = 0
+            try:
+                self.wfile.write(b'd\r\n{"padding": "\r\n')
+                while sent < size:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    sent += len(chunk)
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass  # the client gave up at its size cap, as it should
+            self.close_connection = True
             return
         if mode == "huge":
             size = int(fail.get("bytes", 5 * 1024 * 1024))
@@ -501,6 +528,20 @@ class SimHandler(BaseHTTPRequestHandler):
         self._json(405, {"error": f"{method} not supported here"})
 
 
+class _TLSServer(ThreadingHTTPServer):
+    """HTTPS for tests of the exporter's TLS checks (e.g. an untrusted certificate)."""
+
+    ssl_context: ssl.SSLContext
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        return self.ssl_context.wrap_socket(sock, server_side=True,
+                                            do_handshake_on_connect=False), addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # failed handshakes are the point of TLS tests; no tracebacks
+
+
 class Simulator:
     """The fake API on a loopback port, in a background thread."""
 
@@ -509,9 +550,18 @@ class Simulator:
         self.state = SimState(api_key, namespaces or default_namespaces(), **kwargs)
         self._server: ThreadingHTTPServer | None = None
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    def start(self, host: str = "127.0.0.1", port: int = 0, certfile: str | None = None,
+              keyfile: str | None = None) -> str:
         handler = type("Handler", (SimHandler,), {"state": self.state})
-        server = ThreadingHTTPServer((host, port), handler)
+        server: ThreadingHTTPServer
+        if certfile is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(certfile, keyfile)
+            tls = _TLSServer((host, port), handler)
+            tls.ssl_context = ctx
+            server = tls
+        else:
+            server = ThreadingHTTPServer((host, port), handler)
         server.daemon_threads = True
         self._server = server
         threading.Thread(target=server.serve_forever, name="simulator", daemon=True).start()
@@ -521,7 +571,8 @@ class Simulator:
     def url(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        scheme = "https" if isinstance(self._server, _TLSServer) else "http"
+        return f"{scheme}://{host}:{port}"
 
     def stop(self) -> None:
         if self._server is not None:
@@ -560,13 +611,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grow", type=float, default=0.0,
                     help="documents per second added to every namespace")
     ap.add_argument("--ready-file", type=Path, help="write the URL here once listening")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    ap.add_argument("--tls-key", help="the PEM key for --tls-cert")
     args = ap.parse_args(argv)
     sim = Simulator(args.api_key, default_namespaces(args.namespaces, args.seed),
                     rate_limit_rpm=args.rate_limit_rpm, latency_ms=args.latency_ms,
                     list_shape=args.list_shape, stats_batch=not args.no_stats_batch)
     if args.grow:
         sim.grow({k: args.grow for k in sim.state.entries})
-    url = sim.start(*args.listen)
+    url = sim.start(*args.listen, certfile=args.tls_cert, keyfile=args.tls_key)
     print(f"listening on {url}", flush=True)
     if args.ready_file:
         args.ready_file.write_text(url)

@@ -51,7 +51,7 @@ def test_key_absent_when_api_echoes_it() -> None:
         sim.patch("demo_catalog", {"_fail": {"status": 500, "message": f"bad token {KEY}"}})
         cfg = exporter_config(sim.url, ["demo_catalog"])
         with ExporterProcess(cfg, api_key=KEY) as e:
-            e.wait_for_sample("mixpeek_namespace_up", lambda v: v == 0,
+            e.wait_for_sample("mixpeek_namespace_up", lambda v: v == 0, timeout=30,
                               namespace_name="demo_catalog")
             served = _everything_served(e)
         log = e.log_text()
