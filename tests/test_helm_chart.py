@@ -11,7 +11,9 @@ convention). The promises checked:
 - values.schema.json refuses bad values; the values table in the chart README is in step with
   values.yaml, and the chart's config keys with the exporter's config model;
 - the PrometheusRule and the dashboard ConfigMap carry exactly monitoring/alerts.yaml and
-  monitoring/dashboard.json.
+  monitoring/dashboard.json;
+- webConfig (off by default) mounts a web-config.yml the exporter itself accepts, from a Secret
+  only, and adapts the probes and the ServiceMonitor/PodMonitor to TLS and basic auth.
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ def container(docs: list[Manifest]) -> dict[str, Any]:
 
 
 def test_there_are_ci_value_sets() -> None:
-    assert {"full-values", "existing-secret-values", "demo-values"} <= {p.stem for p in CI_VALUES}
+    assert {"full-values", "existing-secret-values", "demo-values", "webconfig-values"} <= {
+        p.stem for p in CI_VALUES}
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
@@ -230,6 +233,24 @@ BAD_VALUES = [
     {"replicaCount": -1},
     {"scrapeJobName": 'mixpeek"exporter'},
     {"caBundle": {"key": "../../etc/passwd"}},
+    {"webConfig": {"enabled": "yes"}},
+    {"webConfig": {"secret": "web-config"}},  # unknown key
+    {"webConfig": {"existingSecret": "Not_A_Name"}},
+    {"webConfig": {"tlsSecret": "has space"}},
+    {"webConfig": {"config": {"basic_auth": {"prometheus": "x"}}}},  # typo of basic_auth_users
+    {"webConfig": {"config": {"basic_auth_users": {"a:b": "x"}}}},
+    {"webConfig": {"config": {"basic_auth_users": ["prometheus"]}}},
+    {"webConfig": {"config": {"tls_server_config": {"cert": "-----BEGIN"}}}},  # inline PEM
+    {"webConfig": {"config": {"tls_server_config": {"client_auth_type": "RequireAnyClientCert"}}}},
+    {"webConfig": {"config": {"tls_server_config": {"min_version": "TLS1.2"}}}},
+    {"webConfig": {"config": {"http_server_config": {"headers": {"X-Frame-Options": "deny"}}}}},
+    {"webConfig": {"config": {"rate_limit": {"interval": "fast"}}}},
+    {"webConfig": {"config": {"rate_limit": {"burst": -1}}}},
+    {"serviceMonitor": {"tlsConfig": {"insecureSkipVerfy": True}}},
+    {"serviceMonitor": {"tlsConfig": {"ca": {"secret": {"name": "ca"}}}}},  # no key
+    {"serviceMonitor": {"basicAuth": {"password": "plaintext"}}},
+    {"podMonitor": {"tlsConfig": {"caFile": "/etc/ca.crt"}}},  # not in a PodMonitor's SafeTLSConfig
+    {"podMonitor": {"basicAuth": {"secretName": "Not_A_Name"}}},
 ]
 
 
@@ -348,7 +369,8 @@ def _secret_strings(values: dict[str, Any]) -> list[str]:
 def test_api_key_only_in_the_secret_and_mounted_as_a_file(chart: helm.Chart, name: str) -> None:
     values = VALUE_SETS[name]
     docs = render(chart, values)
-    secrets = [d for d in docs if d["kind"] == "Secret"]
+    # The API key's Secret (webConfig.config brings a second one, for web-config.yml).
+    secrets = [d for d in docs if d["kind"] == "Secret" and "api-key" in d.get("data", {})]
     needles = _secret_strings(values)
     if needles:
         # The plain key appears nowhere; its base64 form only in the chart's Secret.
@@ -403,8 +425,17 @@ def test_pod_is_locked_down_and_probed(chart: helm.Chart, name: str) -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    live, ready = c["livenessProbe"], c["readinessProbe"]
+    if VALUE_SETS[name].get("webConfig", {}).get("enabled"):
+        # /healthz or the bare port: test_probes_follow_the_web_config has the cases.
+        for probe in (live, ready):
+            assert probe.get("httpGet", {}).get("path", "/healthz") == "/healthz"
+    else:
+        assert live["httpGet"]["path"] == "/healthz"
+        assert ready["httpGet"]["path"] == "/readyz"
+    for probe in (live, ready):
+        # Credentials in a probe header would sit in the pod spec for anyone who can read it.
+        assert "httpHeaders" not in probe.get("httpGet", {})
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http-metrics": 10117}
     assert "--web.listen-address=:10117" in c["args"]
     for sa in (d for d in docs if d["kind"] == "ServiceAccount"):
@@ -475,6 +506,265 @@ def test_networkpolicy(chart: helm.Chart) -> None:
     assert np["spec"]["ingress"][0]["from"] == values["networkPolicy"]["ingressFrom"]
     egress_ports = {p["port"] for rule in np["spec"]["egress"] for p in rule["ports"]}
     assert egress_ports == {53, 443, 3128}
+
+
+# ---------------------------------------------------------------------------------------------
+# webConfig: TLS and basic auth for the exporter's endpoints
+
+WEB_DIR = "/etc/mixpeek-exporter/web"
+WEB_ARG = f"--web.config.file={WEB_DIR}/web-config.yml"
+# ci/webconfig-values.yaml carries a bcrypt hash of this password.
+CI_USER, CI_PASSWORD = "prometheus", "ci-scrape-password"
+HASH = "$2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG"  # README's example
+WEB_VALUE_SETS = [n for n in sorted(VALUE_SETS)
+                  if VALUE_SETS[n].get("webConfig", {}).get("enabled")]
+
+
+def with_web(**web: Any) -> dict[str, Any]:
+    return MINIMAL | {"webConfig": {"enabled": True, **web}}
+
+
+def web_config_secrets(docs: list[Manifest]) -> list[Manifest]:
+    return [d for d in docs if d["kind"] == "Secret" and "web-config.yml" in d.get("data", {})]
+
+
+def web_config_text(docs: list[Manifest]) -> str:
+    (secret,) = web_config_secrets(docs)
+    return base64.b64decode(secret["data"]["web-config.yml"]).decode()
+
+
+def web_volume(docs: list[Manifest]) -> dict[str, Any]:
+    vols = {v["name"]: v for v in workload(docs)["spec"]["template"]["spec"]["volumes"]}
+    return vols["web-config"]["projected"]
+
+
+def projected_paths(docs: list[Manifest]) -> set[str]:
+    """The files the chart puts in WEB_DIR (items of its own Secrets; an existing Secret's keys
+    are unknown to it)."""
+    return {item["path"] for src in web_volume(docs)["sources"]
+            for item in src["secret"].get("items", [])}
+
+
+def monitor_endpoint(docs: list[Manifest]) -> dict[str, Any]:
+    (mon,) = [d for d in docs if d["kind"] in ("ServiceMonitor", "PodMonitor")]
+    key = "endpoints" if mon["kind"] == "ServiceMonitor" else "podMetricsEndpoints"
+    (ep,) = mon["spec"][key]
+    return ep
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(VALUE_SETS) if n not in WEB_VALUE_SETS])
+def test_webconfig_is_off_by_default(chart: helm.Chart, name: str) -> None:
+    docs = render(chart, VALUE_SETS[name])
+    c = container(docs)
+    assert not [a for a in c["args"] if "web.config" in a]
+    assert "web-config" not in {m["name"] for m in c["volumeMounts"]}
+    pod = workload(docs)["spec"]["template"]
+    assert "web-config" not in {v["name"] for v in pod["spec"]["volumes"]}
+    assert "checksum/web-config" not in pod["metadata"]["annotations"]
+    assert web_config_secrets(docs) == []
+    for probe in (c["livenessProbe"], c["readinessProbe"]):
+        assert "scheme" not in probe["httpGet"]
+    for mon in (d for d in docs if d["kind"] in ("ServiceMonitor", "PodMonitor")):
+        ep = monitor_endpoint([mon])
+        assert ep["scheme"] == "http"
+        assert "tlsConfig" not in ep and "basicAuth" not in ep
+
+
+def test_webconfig_from_values_is_a_mounted_secret(chart: helm.Chart) -> None:
+    values = VALUE_SETS["webconfig-values"]
+    docs = render(chart, values)
+    c = container(docs)
+    assert c["args"].count(WEB_ARG) == 1
+    mount = {m["name"]: m for m in c["volumeMounts"]}["web-config"]
+    # No subPath: the exporter follows changes of the files, which subPath would freeze.
+    assert mount == {"name": "web-config", "mountPath": WEB_DIR, "readOnly": True}
+    (secret,) = web_config_secrets(docs)
+    assert secret["type"] == "Opaque"
+    sources = web_volume(docs)["sources"]
+    assert sources[0]["secret"] == {"name": secret["metadata"]["name"],
+                                    "items": [{"key": "web-config.yml",
+                                               "path": "web-config.yml"}]}
+    tls_secret = values["webConfig"]["tlsSecret"]
+    assert [s["secret"] for s in sources[1:]] == [
+        {"name": tls_secret, "items": [{"key": "tls.crt", "path": "tls/tls.crt"},
+                                       {"key": "tls.key", "path": "tls/tls.key"}]},
+        # ca.crt is optional: a kubernetes.io/tls Secret need not have one.
+        {"name": tls_secret, "optional": True, "items": [{"key": "ca.crt", "path": "tls/ca.crt"}]},
+    ]
+    # The password hash is in the Secret's (base64) data only: no ConfigMap, env var or other
+    # object carries it or even mentions the web config's users.
+    password_hash = values["webConfig"]["config"]["basic_auth_users"][CI_USER]
+    assert password_hash in web_config_text(docs)
+    assert not [d["kind"] for d in docs if password_hash in json.dumps(d)]
+    for cm in (d for d in docs if d["kind"] == "ConfigMap"):
+        assert "basic_auth_users" not in json.dumps(cm)
+    assert "basic_auth_users" not in json.dumps(c)
+
+
+def test_webconfig_from_an_existing_secret_is_mounted_whole(chart: helm.Chart) -> None:
+    values = VALUE_SETS["webconfig-existing-secret-values"]
+    docs = render(chart, values)
+    assert WEB_ARG in container(docs)["args"]
+    assert web_config_secrets(docs) == []  # the chart creates none: the user's Secret is used
+    sources = web_volume(docs)["sources"]
+    # All keys, at the top of WEB_DIR, so web-config.yml can name its files there.
+    assert sources[0]["secret"] == {"name": values["webConfig"]["existingSecret"]}
+    annotations = workload(docs)["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/web-config" not in annotations
+
+
+def test_rendered_web_config_loads_in_the_exporter(chart: helm.Chart, tmp_path: Path) -> None:
+    """The chart's web-config.yml is one the exporter accepts, naming the files the chart mounts."""
+    import trustme
+
+    from exporter.webconfig import WebConfig
+
+    docs = render(chart, VALUE_SETS["webconfig-values"])
+    text = web_config_text(docs)
+    tls = yaml.safe_load(text)["tls_server_config"]
+    mounted = projected_paths(docs)
+    for key in ("cert_file", "key_file", "client_ca_file"):
+        assert tls[key].startswith(f"{WEB_DIR}/"), key
+        assert tls[key].removeprefix(f"{WEB_DIR}/") in mounted, key
+    # Lay the mounted directory out locally, with throwaway certificates, and load it as the
+    # exporter does at start (which also builds the TLS context from the files).
+    ca = trustme.CA()
+    server = ca.issue_cert("rel-mixpeek-exporter.mon.svc")
+    (tmp_path / "tls").mkdir()
+    server.cert_chain_pems[0].write_to_path(str(tmp_path / "tls" / "tls.crt"))
+    server.private_key_pem.write_to_path(str(tmp_path / "tls" / "tls.key"))
+    ca.cert_pem.write_to_path(str(tmp_path / "tls" / "ca.crt"))
+    web_file = tmp_path / "web-config.yml"
+    web_file.write_text(text.replace(WEB_DIR, str(tmp_path)), encoding="utf-8")
+    web = WebConfig.load(web_file)
+    assert web.tls_enabled
+
+    def handler(password: str) -> Any:
+        token = base64.b64encode(f"{CI_USER}:{password}".encode()).decode()
+        return type("Handler", (), {"headers": {"Authorization": f"Basic {token}"},
+                                    "client_address": ("127.0.0.1", 1), "connection": None})()
+
+    assert web.authorize(handler(CI_PASSWORD)) is None
+    denied = web.authorize(handler("wrong"))
+    assert denied is not None and denied[0] == 401
+
+
+def test_webconfig_change_rolls_the_pod(chart: helm.Chart) -> None:
+    a = with_web(config={"basic_auth_users": {"prometheus": HASH}})
+    b = with_web(config={"basic_auth_users": {"prometheus": HASH, "grafana": HASH}})
+    ann_a, ann_b = (workload(render(chart, v))["spec"]["template"]["metadata"]["annotations"]
+                    for v in (a, b))
+    assert ann_a["checksum/web-config"] != ann_b["checksum/web-config"]
+    assert ann_a["checksum/config"] == ann_b["checksum/config"]
+
+
+TCP = "tcpSocket"
+CLIENT_CERTS = {"tls_server_config": {"client_auth_type": "RequireAndVerifyClientCert",
+                                      "client_ca_file": f"{WEB_DIR}/tls/ca.crt"}}
+# webConfig -> (liveness, readiness): (scheme, path) of an httpGet probe, or TCP.
+PROBE_CASES: dict[str, tuple[dict[str, Any], Any, Any]] = {
+    "tls only": ({"tlsSecret": "tls"}, ("HTTPS", "/healthz"), ("HTTPS", "/readyz")),
+    "tls from files in config": (
+        {"config": {"tls_server_config": {"cert_file": "a.crt", "key_file": "a.key"}}},
+        ("HTTPS", "/healthz"), ("HTTPS", "/readyz")),
+    "basic auth over http": ({"config": {"basic_auth_users": {"prometheus": HASH}}},
+                             (None, "/healthz"), (None, "/healthz")),
+    "rate limit": ({"config": {"rate_limit": {"interval": "1s", "burst": 5}}},
+                   (None, "/healthz"), (None, "/healthz")),
+    "tls and basic auth": ({"tlsSecret": "tls", "config": {"basic_auth_users": {"p": HASH}}},
+                           ("HTTPS", "/healthz"), ("HTTPS", "/healthz")),
+    "client certificates": ({"tlsSecret": "tls", "config": CLIENT_CERTS}, TCP, TCP),
+    "existing secret": ({"existingSecret": "web"}, (None, "/healthz"), (None, "/healthz")),
+    "existing secret, tls": ({"existingSecret": "web", "tls": True},
+                             ("HTTPS", "/healthz"), ("HTTPS", "/healthz")),
+    "existing secret, client certificates": (
+        {"existingSecret": "web", "tls": True, "clientCertRequired": True}, TCP, TCP),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROBE_CASES))
+def test_probes_follow_the_web_config(chart: helm.Chart, case: str) -> None:
+    web, want_live, want_ready = PROBE_CASES[case]
+    c = container(render(chart, with_web(**web)))
+    defaults = _load_values(CHART / "values.yaml")
+    for probe, want, default in ((c["livenessProbe"], want_live, defaults["livenessProbe"]),
+                                 (c["readinessProbe"], want_ready, defaults["readinessProbe"])):
+        # Timings are the user's; only how the kubelet reaches the exporter changes.
+        assert {k: v for k, v in probe.items() if k not in ("httpGet", TCP)} == {
+            k: v for k, v in default.items() if k != "httpGet"}
+        if want == TCP:
+            assert "httpGet" not in probe
+            assert probe[TCP] == {"port": "http-metrics"}
+        else:
+            scheme, path = want
+            assert TCP not in probe
+            assert probe["httpGet"].get("scheme") == scheme
+            assert probe["httpGet"]["path"] == path
+            assert "httpHeaders" not in probe["httpGet"]
+
+
+@pytest.mark.parametrize("name", WEB_VALUE_SETS)
+def test_monitor_scrapes_https_with_credentials(chart: helm.Chart, name: str) -> None:
+    values = VALUE_SETS[name]
+    ep = monitor_endpoint(render(chart, values))
+    mon = values.get("serviceMonitor") or values["podMonitor"]
+    assert ep["scheme"] == "https"
+    assert ep["tlsConfig"] == mon["tlsConfig"]
+    auth = mon["basicAuth"]
+    assert ep["basicAuth"] == {
+        "username": {"name": auth["secretName"], "key": auth.get("usernameKey", "username")},
+        "password": {"name": auth["secretName"], "key": auth.get("passwordKey", "password")},
+    }
+    # Everything else about the endpoint is as without webConfig.
+    assert ep["port"] == "http-metrics" and ep["path"] == "/metrics"
+    assert ep["relabelings"][0]["targetLabel"] == "job"
+
+
+def test_monitor_tls_config_only_with_tls(chart: helm.Chart) -> None:
+    # tlsConfig means nothing over http; basicAuth is sent whenever a Secret is named (it may be
+    # a proxy in front that checks it).
+    sm = {"enabled": True, "tlsConfig": {"insecureSkipVerify": True},
+          "basicAuth": {"secretName": "creds"}}
+    for values in (MINIMAL | {"serviceMonitor": sm},
+                   with_web(config={"basic_auth_users": {"prometheus": HASH}})
+                   | {"serviceMonitor": sm}):
+        ep = monitor_endpoint(render(chart, values))
+        assert ep["scheme"] == "http"
+        assert "tlsConfig" not in ep
+        assert ep["basicAuth"]["password"] == {"name": "creds", "key": "password"}
+
+
+WEB_REFUSALS: list[tuple[dict[str, Any], str]] = [
+    (with_web(), r"webConfig\.enabled needs webConfig\.existingSecret"),
+    (with_web(existingSecret="web", config={"basic_auth_users": {"p": HASH}}), "not both"),
+    (MINIMAL | {"webConfig": {"config": {"basic_auth_users": {"p": HASH}}}},
+     r"webConfig\.enabled is false"),
+    (MINIMAL | {"webConfig": {"tlsSecret": "tls"}}, r"webConfig\.enabled is false"),
+    (MINIMAL | {"webConfig": {"existingSecret": "web"}}, r"webConfig\.enabled is false"),
+    (with_web(tls=True, config={"basic_auth_users": {"p": HASH}}),
+     r"webConfig\.tls is true.*plain HTTP"),
+    (with_web(config={"tls_server_config": {"min_version": "TLS13"}}),
+     "needs cert_file and key_file"),
+    (with_web(existingSecret="web") | {"extraArgs": ["--web.config.file=/tmp/w.yml"]},
+     "do not pass --web.config.file"),
+]
+
+
+@pytest.mark.parametrize("values,message", WEB_REFUSALS,
+                         ids=[m for _, m in WEB_REFUSALS])
+def test_webconfig_mistakes_are_refused(chart: helm.Chart, values: dict[str, Any],
+                                        message: str) -> None:
+    chart.validate_schema(copy.deepcopy(values))  # well-formed: the templates catch these
+    with pytest.raises(helm.HelmRenderError, match=message):
+        chart.render(values=copy.deepcopy(values))
+
+
+def test_plaintext_password_is_refused_without_showing_it(chart: helm.Chart) -> None:
+    values = with_web(config={"basic_auth_users": {"prometheus": "hunter2-plaintext"}})
+    with pytest.raises(helm.HelmRenderError, match=r"basic_auth_users\.prometheus is not a "
+                       r"bcrypt hash") as e:
+        chart.render(values=copy.deepcopy(values))
+    assert "hunter2" not in str(e.value)
 
 
 # ---------------------------------------------------------------------------------------------

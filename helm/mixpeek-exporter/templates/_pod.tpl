@@ -9,6 +9,11 @@ metadata:
     {{- if and (not .Values.apiKey.existingSecret) .Values.apiKey.value }}
     checksum/secret: {{ .Values.apiKey.value | trim | sha256sum }}
     {{- end }}
+    {{- if and .Values.webConfig.enabled (not .Values.webConfig.existingSecret) }}
+    # The exporter re-reads web-config.yml by itself; rolling the pod as well makes a change
+    # visible in the rollout history and catches a file the running exporter would refuse.
+    checksum/web-config: {{ include "mixpeek-exporter.webConfigFile" . | sha256sum }}
+    {{- end }}
     {{- with .Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -47,6 +52,9 @@ spec:
         - --web.listen-address=:10117
         - --log.level={{ .Values.log.level }}
         - --log.format={{ .Values.log.format }}
+        {{- if .Values.webConfig.enabled }}
+        - --web.config.file={{ include "mixpeek-exporter.webDir" . }}/web-config.yml
+        {{- end }}
         {{- range .Values.extraArgs }}
         - {{ . | quote }}
         {{- end }}
@@ -60,11 +68,11 @@ spec:
           protocol: TCP
       {{- with .Values.livenessProbe }}
       livenessProbe:
-        {{- toYaml . | nindent 8 }}
+        {{- include "mixpeek-exporter.probe" (dict "ctx" $ "probe" . "readiness" false) | nindent 8 }}
       {{- end }}
       {{- with .Values.readinessProbe }}
       readinessProbe:
-        {{- toYaml . | nindent 8 }}
+        {{- include "mixpeek-exporter.probe" (dict "ctx" $ "probe" . "readiness" true) | nindent 8 }}
       {{- end }}
       {{- with .Values.resources }}
       resources:
@@ -90,6 +98,11 @@ spec:
           mountPath: {{ include "mixpeek-exporter.caDir" . }}
           readOnly: true
         {{- end }}
+        {{- end }}
+        {{- if .Values.webConfig.enabled }}
+        - name: web-config
+          mountPath: {{ include "mixpeek-exporter.webDir" . }}
+          readOnly: true
         {{- end }}
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
@@ -117,6 +130,42 @@ spec:
         items:
           - key: {{ .Values.caBundle.key }}
             path: {{ .Values.caBundle.key }}
+    {{- end }}
+    {{- end }}
+    {{- with .Values.webConfig }}
+    {{- if .enabled }}
+    # web-config.yml (and the files it refers to) plus the tlsSecret files under tls/, in one
+    # directory. No subPath: the kubelet refreshes the files and the exporter re-reads them.
+    - name: web-config
+      projected:
+        defaultMode: 0440
+        sources:
+          {{- if .existingSecret }}
+          - secret:
+              name: {{ .existingSecret }}
+          {{- else }}
+          - secret:
+              name: {{ include "mixpeek-exporter.webSecretName" $ }}
+              items:
+                - key: web-config.yml
+                  path: web-config.yml
+          {{- end }}
+          {{- if .tlsSecret }}
+          - secret:
+              name: {{ .tlsSecret }}
+              items:
+                - key: tls.crt
+                  path: tls/tls.crt
+                - key: tls.key
+                  path: tls/tls.key
+          # ca.crt is there when cert-manager (or you) put it there; optional covers a missing key.
+          - secret:
+              name: {{ .tlsSecret }}
+              optional: true
+              items:
+                - key: ca.crt
+                  path: tls/ca.crt
+          {{- end }}
     {{- end }}
     {{- end }}
     {{- with .Values.extraVolumes }}
