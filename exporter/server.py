@@ -76,12 +76,16 @@ class Handler(BaseHTTPRequestHandler):
     server_version = f"mixpeek-exporter/{__version__}"
     sys_version = ""
     timeout = 30  # idle keep-alive and slow request lines cannot hold a thread for long
+    # Headers and body go out in separate sends: with Nagle on, a small body waits for the
+    # client's delayed ACK (about 40 ms per keep-alive request).
+    disable_nagle_algorithm = True
     endpoints: Endpoints
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http " + format, *args)
 
-    def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
+    def _send(self, status: int, body: bytes | bytearray,
+              content_type: str = "text/plain; charset=utf-8",
               headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)

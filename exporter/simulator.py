@@ -153,6 +153,7 @@ class SimState:
 class SimHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "mixpeek-simulator"
+    disable_nagle_algorithm = True  # as the exporter's server: no 40 ms delayed-ACK stalls
     sys_version = ""
     state: SimState
 

@@ -76,6 +76,20 @@ def _add_error(errors: tuple[tuple[str, int], ...], reason: str) -> tuple[tuple[
     return tuple(sorted(d.items()))
 
 
+def _unique_series(states: Iterable[NamespaceState]) -> tuple[NamespaceState, ...]:
+    """One state per (namespace_id, namespace_name): a namespace configured by name and by id
+    answers to both with the same labels, and duplicate series would fail the whole scrape
+    (OpenMetrics parsers reject them). The first configured one wins."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for st in states:
+        key = (st.namespace_id, st.namespace_name)
+        if key not in seen:
+            seen.add(key)
+            out.append(st)
+    return tuple(out)
+
+
 class Store:
     def __init__(self, identifiers: Iterable[str], stale_after: float,
                  stats: RequestStats | None = None) -> None:
@@ -226,7 +240,7 @@ class Store:
                 return cached
             snap = Snapshot(
                 version=self._version,
-                namespaces=tuple(self._states.values()),
+                namespaces=_unique_series(self._states.values()),
                 stale_after=self._stale_after,
                 api_requests=api,
                 rate_limit_remaining=remaining,

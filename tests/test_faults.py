@@ -43,7 +43,7 @@ from tests.harness import (
 pytestmark = pytest.mark.e2e
 
 KEY = "sk_live_FAULTS_0123456789abcdef"
-TIMEOUT = 1.0  # mixpeek.timeout_seconds for every exporter here
+TIMEOUT = 2.0  # mixpeek.timeout_seconds for every exporter here; headroom for a busy CI box
 CYCLES = 3  # failing cycles each fault must go through before we judge the log
 
 
@@ -75,8 +75,8 @@ FAULTS = [
     Fault("f502", {"status": 502}, "server_error", "HTTP 502 BadGatewayError"),
     Fault("f503", {"status": 503}, "server_error", "HTTP 503"),
     Fault("freset", {"mode": "reset"}, "connection", "connection failed"),
-    Fault("fhang", {"mode": "hang", "seconds": 3}, "timeout", "within 1s"),
-    Fault("fdrip", {"mode": "drip", "interval": 0.1}, "timeout", "within 1s"),
+    Fault("fhang", {"mode": "hang", "seconds": 6}, "timeout", "within 2s"),
+    Fault("fdrip", {"mode": "drip", "interval": 0.1}, "timeout", "within 2s"),
     Fault("finvalid_json", {"mode": "invalid_json"}, "invalid_response", "not JSON"),
     Fault("fwrong_shape", {"mode": "wrong_shape"}, "invalid_response", "schema"),
     Fault("fwrong_types", {"mode": "wrong_types"}, "invalid_response", "document_count"),
@@ -214,7 +214,7 @@ def test_fault_matrix(recorder: Recorder) -> None:
             # not bytes x interval (the document is ~1 kB at 0.1 s per byte).
             for name in ("fdrip", "fhang"):
                 d = sample(m, "mixpeek_namespace_poll_duration_seconds", namespace_id="ns_" + name)
-                assert d is not None and TIMEOUT * 0.8 <= d <= TIMEOUT + 0.6, (name, d)
+                assert d is not None and TIMEOUT * 0.8 <= d <= TIMEOUT + 1.0, (name, d)
             # A 404 means gone: values go at once. Other failures keep the last good values.
             assert sample(m, "mixpeek_namespace_documents", namespace_id="ns_f404") is None
             assert sample(m, "mixpeek_namespace_documents", namespace_id="ns_f500") is not None

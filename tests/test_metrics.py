@@ -147,3 +147,17 @@ def test_removed_namespace_disappears() -> None:
     m = parse_metrics(render(store.snapshot(), NOW).text.decode())
     assert sample(m, "mixpeek_namespace_up", namespace_id="ns_abc") is None
     assert sample(m, "mixpeek_namespace_up", namespace_id="ns_never") == 0
+
+
+def test_same_namespace_by_name_and_id_is_exported_once() -> None:
+    store = Store(["spotify_playlists_dev", "ns_abc"], stale_after=300)
+    store.apply(ok("spotify_playlists_dev", FULL), now=NOW)
+    before = parse_metrics(render(store.snapshot(), NOW).text.decode())
+    # Until the id answers, the two are told apart by their labels.
+    assert sample(before, "mixpeek_namespace_documents", namespace_id="ns_abc") == 123
+    store.apply(ok("ns_abc", FULL), now=NOW)
+    text = render(store.snapshot(), NOW).text.decode()
+    lines = [ln for ln in text.splitlines() if ln.startswith("mixpeek_namespace_documents{")]
+    assert len(lines) == 1, lines
+    om = render(store.snapshot(), NOW).openmetrics
+    list(om_parse((om + b"# EOF\n").decode() if not om.endswith(b"# EOF\n") else om.decode()))
