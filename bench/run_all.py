@@ -52,6 +52,8 @@ def main() -> None:
             raise SystemExit(f"{cmd[0]} failed with exit code {res.returncode}")
         print(res.stdout, flush=True)
         print(f"   ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
+        if cmd[0] == "poll.py" and "## Poll cycle\n" not in sections:
+            sections.append("## Poll cycle\n")
         sections.append(res.stdout.strip() + "\n")
     load = common.machine()["load average when the run started (1/5/15 min)"]
     sections.append(f"Load average at the end: {load}.\n")
