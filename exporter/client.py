@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -29,6 +29,8 @@ from exporter.config import MixpeekConfig
 from exporter.deadline import DeadlineAdapter, total_deadline
 from exporter.models import (
     InvalidResponse,
+    ListPage,
+    NamespaceCounts,
     NamespaceValues,
     parse_list_page,
     parse_namespace,
@@ -63,10 +65,17 @@ class _Bearer(AuthBase):
         return "_Bearer(***)"
 
 
-@dataclass(frozen=True, slots=True)
-class PollResult:
-    identifier: str
-    values: NamespaceValues | None
+V = TypeVar("V")
+
+
+# No slots=True: with Generic, a frozen slotted dataclass breaks when built through the
+# subscripted alias (PollResult(...)): its __setattr__ refers to the pre-slots class.
+@dataclass(frozen=True)
+class Result(Generic[V]):
+    """What one logical request (retries included) produced: the parsed value, or why not."""
+
+    identifier: str  # the namespace asked for, or the endpoint for list/batch requests
+    values: V | None
     reason: str | None  # None on success, else one of REASONS
     message: str
     status: int | None
@@ -78,20 +87,7 @@ class PollResult:
         return self.reason is None
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one logical request (retries included) produced."""
-
-    value: Any
-    reason: str | None
-    message: str
-    status: int | None
-    attempts: int
-    duration: float
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is None
+PollResult = Result[NamespaceValues]
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,16 +226,16 @@ class MixpeekClient:
 
     # -- requests with retries ----------------------------------------------------------------
 
-    def _call(self, method: str, path: str, parse: Callable[[Any], Any],
-              body: Any = None, params: dict[str, str | int] | None = None) -> Outcome:
+    def _call(self, method: str, path: str, parse: Callable[[Any], V], identifier: str,
+              body: Any = None, params: dict[str, str | int] | None = None) -> Result[V]:
         """One logical request: budget, attempts, retries, parsing. Never raises."""
         started = time.monotonic()
         attempts = 0
         backoff = self.cfg.retry_backoff_seconds
 
-        def done(att: _Attempt, value: Any = None, note: str = "") -> Outcome:
-            return Outcome(value, att.reason, att.message + note, att.status, attempts,
-                           time.monotonic() - started)
+        def done(att: _Attempt, value: V | None = None, note: str = "") -> Result[V]:
+            return Result(identifier, value, att.reason, att.message + note, att.status,
+                          attempts, time.monotonic() - started)
         while True:
             attempts += 1
             if not self.bucket.acquire(stop=self._stop):
@@ -275,25 +271,23 @@ class MixpeekClient:
             path = namespace_path(identifier)
         except UnsafeIdentifier as e:
             return PollResult(identifier, None, "client_error", str(e), None, 0, 0.0)
-        o = self._call("GET", path, parse_namespace)
-        return PollResult(identifier, o.value, o.reason, o.message, o.status, o.attempts,
-                          o.duration)
+        return self._call("GET", path, parse_namespace, identifier)
 
     def list_namespaces_page(self, page_size: int, cursor: str | None = None,
-                             offset: int | None = None) -> Outcome:
+                             offset: int | None = None) -> Result[ListPage]:
         """One page of POST /v1/namespaces/list; value is a ``ListPage``."""
         params: dict[str, str | int] = {"limit": page_size}
         if cursor is not None:
             params["cursor"] = cursor
         if offset:
             params["offset"] = offset
-        return self._call("POST", "/v1/namespaces/list", parse_list_page, body={},
-                          params=params)
+        return self._call("POST", "/v1/namespaces/list", parse_list_page, "namespaces/list",
+                          body={}, params=params)
 
-    def stats_batch(self, namespace_ids: list[str]) -> Outcome:
+    def stats_batch(self, namespace_ids: list[str]) -> Result[dict[str, NamespaceCounts]]:
         """POST /v1/namespaces/stats/batch (at most 100 ids); value is {id: NamespaceCounts}."""
         return self._call("POST", "/v1/namespaces/stats/batch", parse_stats_batch,
-                          body={"namespace_ids": namespace_ids})
+                          "namespaces/stats/batch", body={"namespace_ids": namespace_ids})
 
     def _attempt(self, method: str, path: str, body: Any = None,
                  params: dict[str, str | int] | None = None) -> _Attempt:

@@ -56,7 +56,7 @@ def list_all(client: MixpeekClient, page_size: int) -> list[tuple[str, str]]:
         out = client.list_namespaces_page(page_size, cursor=cursor, offset=offset)
         if not out.ok:
             raise DiscoveryError(f"listing namespaces failed ({out.reason}): {out.message}")
-        page = out.value
+        page = out.values
         items.extend(page.items)
         if page.next_cursor is not None:
             if page.next_cursor in seen_cursors:

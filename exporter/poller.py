@@ -166,7 +166,7 @@ class Poller:
             return idents
         for ns_id, ident in by_id.items():
             if out.ok:
-                counts = out.value.get(ns_id)
+                counts = out.values.get(ns_id)
                 if counts is not None:
                     t = self.store.apply_counts(ident, counts, out.duration)
                 else:  # "namespaces the caller cannot see are omitted": gone for us
