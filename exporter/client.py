@@ -168,14 +168,12 @@ class RequestStats:
         self._lock = threading.Lock()
         self.by_status: dict[str, int] = {}
         self.rate_limit_remaining: float | None = None
-        self.version = 0
 
     def record(self, status: str, remaining: float | None = None) -> None:
         with self._lock:
             self.by_status[status] = self.by_status.get(status, 0) + 1
             if remaining is not None:
                 self.rate_limit_remaining = remaining
-            self.version += 1
 
     def snapshot(self) -> tuple[tuple[tuple[str, int], ...], float | None]:
         with self._lock:

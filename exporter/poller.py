@@ -61,7 +61,6 @@ class Poller:
         self._scheduler = BackgroundScheduler(daemon=True, timezone="UTC")
         self._stop = stop or threading.Event()
         self._cycle_lock = threading.Lock()
-        self.first_cycle_done = threading.Event()
         self.counts_source = counts_source
         self.metadata_interval = metadata_interval
         self.stats_batch_available = True
@@ -95,7 +94,6 @@ class Poller:
             if not self._stop.is_set():
                 elapsed = time.monotonic() - started
                 self.store.cycle_done(elapsed)
-                self.first_cycle_done.set()
                 self._report_overrun(elapsed)
             return results
 

@@ -23,7 +23,6 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -629,10 +628,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
-
-
-def iter_ids(state: SimState) -> Iterator[str]:
-    return iter(list(state.entries))
 
 
 if __name__ == "__main__":

@@ -174,6 +174,9 @@ class Store:
         wanted = list(dict.fromkeys(identifiers))
         labels = labels or {}
         with self._lock:
+            if wanted == list(self._states):
+                # Called before every cycle: an unchanged set must not force a re-render.
+                return [], []
             added = [i for i in wanted if i not in self._states]
             keep = set(wanted)
             removed = [i for i in self._states if i not in keep]
@@ -207,20 +210,11 @@ class Store:
                 self._extra[name] = (help_text, value)
                 self._bump()
 
-    def touch(self) -> None:
-        """Request stats changed (they live outside the lock, in RequestStats)."""
-        with self._lock:
-            self._bump()
-
     # -- readers ---------------------------------------------------------------------------
 
     @property
     def version(self) -> int:
         return self._version
-
-    @property
-    def cycles_completed(self) -> int:
-        return self._cycles
 
     def identifiers(self) -> list[str]:
         with self._lock:
