@@ -52,10 +52,10 @@ def child(n: int, design: str) -> dict[str, Any]:
     from synth import filled_store, poll_cycle
 
     import exporter.app  # noqa: F401  (the whole exporter, as in production)
-    from exporter.exposition import ExpositionCache
-    from exporter.metrics import Rendered, piece, render_generic
-    from exporter.server import Endpoints, MetricsServer, serve
-    from exporter.snapshot import Snapshot
+    from exporter.render.cache import ExpositionCache
+    from exporter.render.families import Rendered, piece, render_generic
+    from exporter.state.store import Snapshot
+    from exporter.web.server import Endpoints, MetricsServer, serve
 
     out: dict[str, Any] = {}
     gc.collect()

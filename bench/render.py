@@ -6,7 +6,7 @@ For each size, one synthetic organisation (bench/synth.py) goes through poll cyc
 repeat times all variants back to back (interleaved, so machine noise hits them alike):
 
 - generate_latest (text) and openmetrics generate_latest over the same snapshot, through a
-  custom collector (exporter.metrics.SnapshotCollector: the reference),
+  custom collector (exporter.render.families.SnapshotCollector: the reference),
 - the previous pipeline: both of those plus gzip level 6 of each,
 - the fast renderer from scratch (first render after start-up),
 - the fast renderer after a complete poll cycle (every NamespaceState is new; the common case),
@@ -32,8 +32,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
 from synth import filled_store, result
 
-from exporter.metrics import FastRenderer, Rendered, SnapshotCollector
-from exporter.snapshot import Snapshot
+from exporter.render.families import FastRenderer, Rendered, SnapshotCollector
+from exporter.state.store import Snapshot
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:

@@ -3,12 +3,12 @@
     .venv/bin/python bench/scrape.py [--sizes 1000,10000,50000] [--duration 5]
 
 For each size, one process holds a synthetic organisation (bench/synth.py) in an
-exporter.snapshot.Store and serves it twice on loopback:
+exporter.state.store.Store and serves it twice on loopback:
 
-- "exporter": exporter.server.MetricsServer + exporter.exposition.ExpositionCache, as run by
+- "exporter": exporter.web.server.MetricsServer + exporter.render.cache.ExpositionCache, as run by
   the exporter (renders in the background, scrapes send prepared bytes);
 - "prometheus_client": prometheus_client.start_http_server over a registry holding
-  exporter.metrics.SnapshotCollector on the same store: generate_latest (and gzip level 9)
+  exporter.render.families.SnapshotCollector on the same store: generate_latest (and gzip level 9)
   on every scrape, the stock way.
 
 It measures:
@@ -42,10 +42,10 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.exposition import generate_latest
 from synth import filled_store, result
 
-from exporter.exposition import ExpositionCache
-from exporter.metrics import SnapshotCollector
-from exporter.server import Endpoints, MetricsServer, serve
-from exporter.snapshot import Store
+from exporter.render.cache import ExpositionCache
+from exporter.render.families import SnapshotCollector
+from exporter.state.store import Store
+from exporter.web.server import Endpoints, MetricsServer, serve
 
 POLL_RATE = 1000.0  # namespaces per second: a requests-based poller's ceiling per process
 POLL_CPU = 0.0007  # seconds of Python CPU per namespace (HTTP + JSON in requests/urllib3)

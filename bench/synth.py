@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.client import PollResult
-from exporter.models import parse_namespace
-from exporter.snapshot import Store
+from exporter.mixpeek.client import PollResult
+from exporter.mixpeek.models import parse_namespace
+from exporter.state.store import Store
 
 WORDS = ("catalog", "search", "media", "archive", "docs", "images", "video", "support",
          "legal", "ads", "music", "podcasts", "reviews", "products", "tickets", "faces")

@@ -14,15 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from exporter import __version__
-from exporter.client import MixpeekClient, RequestStats
-from exporter.config import Config, ConfigError, Credentials, load_api_key, load_config
-from exporter.discovery import DiscoveryError, list_all, select
-from exporter.exposition import ExpositionCache
 from exporter.logs import register_secret
-from exporter.poller import Poller
+from exporter.mixpeek.client import MixpeekClient, RequestStats
+from exporter.polling.poller import Poller
+from exporter.polling.targets import DiscoveryError, list_all, select
 from exporter.ratelimit import TokenBucket
-from exporter.server import Endpoints, MetricsServer, parse_listen_address, serve
-from exporter.snapshot import Store
+from exporter.render.cache import ExpositionCache
+from exporter.settings.schema import Config, ConfigError, Credentials, load_api_key, load_config
+from exporter.state.store import Store
+from exporter.web.server import Endpoints, MetricsServer, parse_listen_address, serve
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ class App:
         endpoints = Endpoints(cache=self.cache, ready=self.ready, reload=self.reload)
         tls = None
         if self.web_config_file is not None:
-            from exporter.webconfig import WebConfig
+            from exporter.web.webconfig import WebConfig
 
             web = WebConfig.load(self.web_config_file)
             endpoints.authorize = web.authorize

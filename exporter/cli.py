@@ -12,7 +12,8 @@ from types import FrameType
 
 from exporter import __version__, logs
 from exporter.app import App, ConfigLoader, file_loader
-from exporter.config import (
+from exporter.polling.targets import shard_from_hostname
+from exporter.settings.schema import (
     Config,
     ConfigError,
     Credentials,
@@ -21,9 +22,8 @@ from exporter.config import (
     load_api_key,
     load_config,
 )
-from exporter.discovery import shard_from_hostname
-from exporter.secret import Secret
-from exporter.server import ListenAddressError, parse_listen_address
+from exporter.settings.secrets import Secret
+from exporter.web.server import ListenAddressError, parse_listen_address
 
 log = logging.getLogger("exporter")
 
@@ -173,7 +173,7 @@ def run(app: App) -> int:
     except OSError as e:
         log.error("cannot listen", extra={"fields": {"address": app.listen, "error": str(e)}})
         return 1
-    except ValueError as e:  # exporter.webconfig.WebConfigError: a bad --web.config.file
+    except ValueError as e:  # exporter.web.webconfig.WebConfigError: a bad --web.config.file
         log.error("cannot start", extra={"fields": {"error": str(e)}})
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from exporter.secret import Secret
+from exporter.settings.secrets import Secret
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "error": logging.ERROR}

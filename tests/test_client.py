@@ -12,10 +12,10 @@ import pytest
 import requests
 import requests_mock
 
-from exporter.client import MixpeekClient, namespace_path, parse_retry_after
-from exporter.config import MixpeekConfig
+from exporter.mixpeek.client import MixpeekClient, namespace_path, parse_retry_after
 from exporter.ratelimit import TokenBucket
-from exporter.secret import Secret
+from exporter.settings.schema import MixpeekConfig
+from exporter.settings.secrets import Secret
 
 BASE = "https://api.mixpeek.test"
 KEY = "sk_live_unit_9a8b7c"

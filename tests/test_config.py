@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import ConfigError, load_api_key, load_config, parse_config
+from exporter.settings.schema import ConfigError, load_api_key, load_config, parse_config
 from tests.harness import ROOT
 
 GOOD = """

@@ -11,8 +11,8 @@ from pydantic import BaseModel
 
 from exporter.app import App
 from exporter.cli import build_parser
-from exporter.config import Config, Credentials, DiscoveryConfig, MixpeekConfig, PollConfig
-from exporter.secret import Secret
+from exporter.settings.schema import Config, Credentials, DiscoveryConfig, MixpeekConfig, PollConfig
+from exporter.settings.secrets import Secret
 from exporter.simulator import DEMO_KEY, Simulator
 from tests.harness import ROOT
 

@@ -300,7 +300,7 @@ def test_rendered_config_passes_exporter_config_check(
     cfg_file.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     if not _exporter_supports_config_check():
         # The core CLI is written in parallel; the config model alone is the next best check.
-        from exporter.config import load_api_key, load_config
+        from exporter.settings.schema import load_api_key, load_config
 
         load_api_key(load_config(cfg_file, environ={}).mixpeek, environ={})
         return
@@ -316,7 +316,7 @@ def test_rendered_config_passes_exporter_config_check(
 
 def test_config_values_follow_the_exporter_config_model() -> None:
     """Every exporter `mixpeek:`/`poll:` key is a chart value (with the exporter's default)."""
-    from exporter.config import Config, DiscoveryConfig, MixpeekConfig, PollConfig
+    from exporter.settings.schema import Config, DiscoveryConfig, MixpeekConfig, PollConfig
 
     values = _load_values(CHART / "values.yaml")
     schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
@@ -617,7 +617,7 @@ def test_rendered_web_config_loads_in_the_exporter(chart: helm.Chart, tmp_path: 
     """The chart's web-config.yml is one the exporter accepts, naming the files the chart mounts."""
     import trustme
 
-    from exporter.webconfig import WebConfig
+    from exporter.web.webconfig import WebConfig
 
     docs = render(chart, VALUE_SETS["webconfig-values"])
     text = web_config_text(docs)

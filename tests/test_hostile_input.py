@@ -30,10 +30,10 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from exporter.client import MixpeekClient, UnsafeIdentifier, namespace_path
-from exporter.config import ConfigError, MixpeekConfig, load_config, parse_config
+from exporter.mixpeek.client import MixpeekClient, UnsafeIdentifier, namespace_path
 from exporter.ratelimit import TokenBucket
-from exporter.secret import Secret
+from exporter.settings.schema import ConfigError, MixpeekConfig, load_config, parse_config
+from exporter.settings.secrets import Secret
 from tests.harness import (
     ROOT,
     ExporterProcess,

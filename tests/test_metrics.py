@@ -9,11 +9,11 @@ from pathlib import Path
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
-from exporter.client import PollResult
-from exporter.exposition import ExpositionCache
-from exporter.metrics import render
-from exporter.models import parse_namespace
-from exporter.snapshot import Snapshot, Store
+from exporter.mixpeek.client import PollResult
+from exporter.mixpeek.models import parse_namespace
+from exporter.render.cache import ExpositionCache
+from exporter.render.families import render
+from exporter.state.store import Snapshot, Store
 from tests.harness import parse_metrics, sample
 
 GOLDEN = Path(__file__).parent / "golden" / "exposition.txt"

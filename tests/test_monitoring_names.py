@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.discovery import shard_of
+from exporter.polling.targets import shard_of
 from tests.conftest import API_KEY
 from tests.harness import ExporterProcess, SimulatorProcess, exporter_config
 

@@ -19,8 +19,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as text_parse
 from prometheus_client.utils import floatToGoString
 
-from exporter.client import PollResult
-from exporter.metrics import (
+from exporter.mixpeek.client import PollResult
+from exporter.mixpeek.models import NamespaceValues
+from exporter.render.families import (
     FastRenderer,
     Rendered,
     _fmt,
@@ -28,8 +29,7 @@ from exporter.metrics import (
     render_generic,
     render_reference,
 )
-from exporter.models import NamespaceValues
-from exporter.snapshot import NamespaceState, Snapshot, Store
+from exporter.state.store import NamespaceState, Snapshot, Store
 from tests.test_metrics import NOW, build_store, golden_snapshot
 
 # Label values as the API could send them; lone surrogates are tested apart (prometheus-client

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.config import parse_config
-from exporter.discovery import select, shard_from_hostname, shard_of
+from exporter.polling.targets import select, shard_from_hostname, shard_of
+from exporter.settings.schema import parse_config
 from tests.harness import ExporterProcess, SimulatorProcess, exporter_config, sample, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
-from exporter.client import PollResult
-from exporter.exposition import ExpositionCache
-from exporter.metrics import FastRenderer, Rendered
-from exporter.models import NamespaceValues
-from exporter.server import Endpoints, MetricsServer, serve
-from exporter.snapshot import Snapshot, Store
+from exporter.mixpeek.client import PollResult
+from exporter.mixpeek.models import NamespaceValues
+from exporter.render.cache import ExpositionCache
+from exporter.render.families import FastRenderer, Rendered
+from exporter.state.store import Snapshot, Store
+from exporter.web.server import Endpoints, MetricsServer, serve
 from tests.harness import parse_metrics, wait_until
 
 TEXT = "text/plain; version=0.0.4"

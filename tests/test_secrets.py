@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from exporter import logs
-from exporter.config import load_api_key, parse_config
-from exporter.secret import Secret
+from exporter.settings.schema import load_api_key, parse_config
+from exporter.settings.secrets import Secret
 from tests.harness import ROOT, ExporterProcess, SimulatorProcess, exporter_config, http
 
 KEY = "sk_live_SECRET_d41d8cd98f00b204"

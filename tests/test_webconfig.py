@@ -26,8 +26,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter import logs, webconfig
-from exporter.webconfig import WebConfig, WebConfigError, parse_duration
+from exporter import logs
+from exporter.web import webconfig
+from exporter.web.webconfig import WebConfig, WebConfigError, parse_duration
 from tests.harness import (
     ROOT,
     ExporterProcess,

@@ -11,8 +11,8 @@ import re
 import socket
 from dataclasses import dataclass
 
-from exporter.client import MixpeekClient
-from exporter.config import Config, identifier_labels
+from exporter.mixpeek.client import MixpeekClient
+from exporter.settings.schema import Config, identifier_labels
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from exporter import __version__
-from exporter.exposition import ExpositionCache
+from exporter.render.cache import ExpositionCache
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,8 @@ import requests
 from requests.auth import AuthBase
 
 from exporter import __version__
-from exporter.config import MixpeekConfig
-from exporter.deadline import DeadlineAdapter, total_deadline
-from exporter.models import (
+from exporter.mixpeek.deadline import DeadlineAdapter, total_deadline
+from exporter.mixpeek.models import (
     InvalidResponse,
     ListPage,
     NamespaceCounts,
@@ -37,7 +36,8 @@ from exporter.models import (
     parse_stats_batch,
 )
 from exporter.ratelimit import TokenBucket
-from exporter.secret import Secret
+from exporter.settings.schema import MixpeekConfig
+from exporter.settings.secrets import Secret
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from exporter import __version__
-from exporter.client import PollResult, RequestStats
-from exporter.config import identifier_labels
-from exporter.models import NamespaceCounts, NamespaceValues
+from exporter.mixpeek.client import PollResult, RequestStats
+from exporter.mixpeek.models import NamespaceCounts, NamespaceValues
+from exporter.settings.schema import identifier_labels
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_gener
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from exporter.models import NamespaceValues
-from exporter.snapshot import NamespaceState, Snapshot
+from exporter.mixpeek.models import NamespaceValues
+from exporter.state.store import NamespaceState, Snapshot
 
 LABELS = ["namespace_id", "namespace_name"]
 INFO_LABELS = ["namespace_id", "namespace_name", "compute_tier", "cluster_id", "namespace_type",

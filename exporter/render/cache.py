@@ -5,10 +5,10 @@ when a value is about to go stale; scrapes only pick up the latest ``Rendered`` 
 small, live process metrics. So a scrape costs O(bytes), however many namespaces there are, and
 many concurrent scrapes never render the same snapshot twice.
 
-The renderer is incremental (see exporter.metrics.FastRenderer), and renders are kept apart by
-at least ``max(min_gap, 2 x the last render's wall time)``: during a long poll cycle over tens
-of thousands of namespaces, results arrive continuously, and rendering on every one of them
-would take the GIL away from scrapes and from the poller.
+The renderer is incremental (see exporter.render.families.FastRenderer), and renders are kept
+apart by at least ``max(min_gap, 2 x the last render's wall time)``: during a long poll cycle
+over tens of thousands of namespaces, results arrive continuously, and rendering on every one
+of them would take the GIL away from scrapes and from the poller.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_gener
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from exporter.metrics import FastRenderer, Rendered, deflate_final
-from exporter.snapshot import Snapshot, Store
+from exporter.render.families import FastRenderer, Rendered, deflate_final
+from exporter.state.store import Snapshot, Store
 
 log = logging.getLogger(__name__)
 

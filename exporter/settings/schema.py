@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.secret import Secret
+from exporter.settings.secrets import Secret
 
 ENV_PREFIX = "MIXPEEK_EXPORTER_"
 

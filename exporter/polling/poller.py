@@ -15,8 +15,8 @@ from typing import TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from exporter.client import MixpeekClient, PollResult
-from exporter.snapshot import Store, Transition
+from exporter.mixpeek.client import MixpeekClient, PollResult
+from exporter.state.store import Store, Transition
 
 log = logging.getLogger(__name__)
 
