@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.mixpeek.client import PollResult
 from exporter.mixpeek.models import parse_namespace
+from exporter.mixpeek.result import PollResult
 from exporter.state.store import Store
 
 WORDS = ("catalog", "search", "media", "archive", "docs", "images", "video", "support",

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from exporter import __version__
 from exporter.logs import register_secret
-from exporter.mixpeek.client import MixpeekClient, RequestStats
+from exporter.mixpeek.client import MixpeekClient
 from exporter.polling.poller import Poller
 from exporter.polling.targets import DiscoveryError, list_all, select
 from exporter.ratelimit import TokenBucket
 from exporter.render.cache import ExpositionCache
 from exporter.settings.schema import Config, ConfigError, Credentials, load_api_key, load_config
+from exporter.state.stats import RequestStats
 from exporter.state.store import Store
 from exporter.web.server import Endpoints, MetricsServer, parse_listen_address, serve
 

@@ -41,7 +41,7 @@ def exporter(sim: SimulatorProcess, api_key: str):
 
 
 def test_serves_namespace_metrics(exporter: ExporterProcess) -> None:
-    m = exporter.render.families()
+    m = exporter.metrics()
     assert sample(m, "mixpeek_namespace_documents", **CATALOG) == 12000
     assert sample(m, "mixpeek_namespace_documents", **MEDIA) == 480
     assert sample(m, "mixpeek_namespace_max_concurrent_jobs", **CATALOG) == 10
@@ -79,7 +79,7 @@ def test_failing_namespace_is_isolated_and_recovers(exporter: ExporterProcess,
                                                     sim: SimulatorProcess) -> None:
     sim.patch("demo_media", {"_fail": {"status": 500}})
     exporter.wait_for_sample("mixpeek_namespace_up", lambda v: v == 0, **MEDIA)
-    m = exporter.render.families()
+    m = exporter.metrics()
     assert sample(m, "mixpeek_namespace_poll_errors_total", reason="server_error", **MEDIA) >= 1
     assert sample(m, "mixpeek_namespace_up", **CATALOG) == 1
     # Last known values keep being served until they go stale.
@@ -95,7 +95,7 @@ def test_deleted_namespace_loses_values_at_once(exporter: ExporterProcess,
                                                 sim: SimulatorProcess) -> None:
     sim.delete("ns_demo0002")
     exporter.wait_for_sample("mixpeek_namespace_up", lambda v: v == 0, **MEDIA)
-    m = exporter.render.families()
+    m = exporter.metrics()
     assert sample(m, "mixpeek_namespace_documents", **MEDIA) is None
     assert sample(m, "mixpeek_namespace_info", **MEDIA) is None
     assert sample(m, "mixpeek_namespace_poll_errors_total", reason="not_found", **MEDIA) >= 1

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
-from exporter.mixpeek.client import PollResult
 from exporter.mixpeek.models import parse_namespace
+from exporter.mixpeek.result import PollResult
 from exporter.render.cache import ExpositionCache
 from exporter.render.families import render
 from exporter.state.store import Snapshot, Store

@@ -19,8 +19,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as text_parse
 from prometheus_client.utils import floatToGoString
 
-from exporter.mixpeek.client import PollResult
 from exporter.mixpeek.models import NamespaceValues
+from exporter.mixpeek.result import PollResult
 from exporter.render.families import (
     FastRenderer,
     Rendered,

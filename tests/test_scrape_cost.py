@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
-from exporter.mixpeek.client import PollResult
 from exporter.mixpeek.models import NamespaceValues
+from exporter.mixpeek.result import PollResult
 from exporter.render.cache import ExpositionCache
 from exporter.render.families import FastRenderer, Rendered
 from exporter.state.store import Snapshot, Store

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -30,23 +30,20 @@ from exporter.mixpeek.models import (
     InvalidResponse,
     ListPage,
     NamespaceCounts,
-    NamespaceValues,
     parse_list_page,
     parse_namespace,
     parse_stats_batch,
 )
+from exporter.mixpeek.result import PollResult, Result, V
 from exporter.ratelimit import TokenBucket
 from exporter.settings.schema import MixpeekConfig
 from exporter.settings.secrets import Secret
+from exporter.state.stats import RequestStats
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"mixpeek-exporter/{__version__} (+https://github.com/mixpeek-exporter)"
 
-REASONS = (
-    "timeout", "connection", "unauthorized", "forbidden", "not_found", "rate_limited",
-    "server_error", "invalid_response", "client_error",
-)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -63,31 +60,6 @@ class _Bearer(AuthBase):
 
     def __repr__(self) -> str:
         return "_Bearer(***)"
-
-
-V = TypeVar("V")
-
-
-# No slots=True: with Generic, a frozen slotted dataclass breaks when built through the
-# subscripted alias (PollResult(...)): its __setattr__ refers to the pre-slots class.
-@dataclass(frozen=True)
-class Result(Generic[V]):
-    """What one logical request (retries included) produced: the parsed value, or why not."""
-
-    identifier: str  # the namespace asked for, or the endpoint for list/batch requests
-    values: V | None
-    reason: str | None  # None on success, else one of REASONS
-    message: str
-    status: int | None
-    attempts: int
-    duration: float
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is None
-
-
-PollResult = Result[NamespaceValues]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,25 +131,6 @@ def _error_text(body: Any) -> str:
     if isinstance(detail, str):
         return clean(detail)
     return ""
-
-
-class RequestStats:
-    """Counts of API requests by status and the last X-RateLimit-Remaining, for /metrics."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.by_status: dict[str, int] = {}
-        self.rate_limit_remaining: float | None = None
-
-    def record(self, status: str, remaining: float | None = None) -> None:
-        with self._lock:
-            self.by_status[status] = self.by_status.get(status, 0) + 1
-            if remaining is not None:
-                self.rate_limit_remaining = remaining
-
-    def snapshot(self) -> tuple[tuple[tuple[str, int], ...], float | None]:
-        with self._lock:
-            return tuple(sorted(self.by_status.items())), self.rate_limit_remaining
 
 
 class MixpeekClient:

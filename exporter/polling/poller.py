@@ -15,7 +15,8 @@ from typing import TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from exporter.mixpeek.client import MixpeekClient, PollResult
+from exporter.mixpeek.client import MixpeekClient
+from exporter.mixpeek.result import PollResult
 from exporter.state.store import Store, Transition
 
 log = logging.getLogger(__name__)

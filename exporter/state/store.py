@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from exporter import __version__
-from exporter.mixpeek.client import PollResult, RequestStats
 from exporter.mixpeek.models import NamespaceCounts, NamespaceValues
+from exporter.mixpeek.result import PollResult
 from exporter.settings.schema import identifier_labels
+from exporter.state.stats import RequestStats
 
 
 @dataclass(frozen=True, slots=True)
