@@ -28,7 +28,6 @@ from exporter.web.server import Endpoints, MetricsServer, parse_listen_address, 
 log = logging.getLogger(__name__)
 
 ConfigLoader = Callable[[], tuple[Config, Credentials]]
-DISCOVERY_UP_HELP = "1 if the last namespace listing (discovery) succeeded, else 0."
 
 
 def requests_per_cycle(cfg: Config, n: int) -> float:
@@ -74,10 +73,7 @@ class App:
         self._budget_note: tuple[int, float] | None = None
         self._key_stamp: int | None = None
         if total_shards > 1:
-            self.store.set_extra("mixpeek_exporter_shard_ordinal",
-                                 "Shard this exporter polls (--shard).", float(shard))
-            self.store.set_extra("mixpeek_exporter_total_shards",
-                                 "Number of shards (--total-shards).", float(total_shards))
+            self.store.set_exporter(shard_ordinal=shard, total_shards=total_shards)
         self._apply_targets()
         self.cache = ExpositionCache(self.store)
         self._reload_lock = threading.Lock()
@@ -133,7 +129,7 @@ class App:
             try:
                 found = list_all(self.client, d.page_size)
             except DiscoveryError as e:
-                self.store.set_extra("mixpeek_exporter_discovery_up", DISCOVERY_UP_HELP, 0.0)
+                self.store.set_exporter(discovery_up=False)
                 if self._discovery_ok is not False:
                     log.error("namespace discovery failing; polling the last known set",
                               extra={"fields": {"error": str(e)}})
@@ -141,10 +137,7 @@ class App:
             else:
                 self._discovered = found
                 self._last_discovery = time.monotonic()
-                self.store.set_extra("mixpeek_exporter_discovery_up", DISCOVERY_UP_HELP, 1.0)
-                self.store.set_extra("mixpeek_exporter_discovery_last_success_timestamp_seconds",
-                                     "Unix time of the last successful namespace listing.",
-                                     time.time())
+                self.store.set_exporter(discovery_up=True, discovery_last_success=time.time())
                 if self._discovery_ok is False:
                     log.info("namespace discovery recovered")
                 self._discovery_ok = True
@@ -169,13 +162,7 @@ class App:
         per_cycle = requests_per_cycle(cfg, n)
         rpm = cfg.mixpeek.max_requests_per_minute
         effective = max(interval, per_cycle * 60.0 / rpm) if rpm > 0 else interval
-        self.store.set_extra("mixpeek_exporter_namespaces",
-                             "Namespaces this exporter polls (configured, discovered, shard).",
-                             float(n))
-        self.store.set_extra(
-            "mixpeek_exporter_poll_interval_seconds",
-            "Effective poll interval: interval_seconds, or longer when "
-            "max_requests_per_minute cannot poll every namespace within it.", effective)
+        self.store.set_exporter(namespaces=n, poll_interval=effective)
         note = (n, round(effective, 1))
         if effective > interval and note != self._budget_note:
             log.warning(

@@ -85,8 +85,7 @@ def emitted_metric_names() -> set[str]:
                  namespaces=["demo_catalog"])
     app = App(lambda: (cfg, Credentials(Secret(DEMO_KEY), "test")), total_shards=1)
     app._check_budget(1)
-    app.store.set_extra("mixpeek_exporter_shard_ordinal", "x", 0.0)
-    app.store.set_extra("mixpeek_exporter_total_shards", "x", 1.0)
+    app.store.set_exporter(shard_ordinal=0, total_shards=1)
     try:
         app.poller.run_cycle()  # stats/batch is missing on this API: the fallback gauge too
         app.poller.run_cycle()

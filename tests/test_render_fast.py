@@ -29,7 +29,7 @@ from exporter.render.families import (
     render_generic,
     render_reference,
 )
-from exporter.state.store import NamespaceState, Snapshot, Store
+from exporter.state.store import ExporterValues, NamespaceState, Snapshot, Store
 from tests.test_metrics import NOW, build_store, golden_snapshot
 
 # Label values as the API could send them; lone surrogates are tested apart (prometheus-client
@@ -79,7 +79,10 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
             max_size=3)).items())),
         rate_limit_remaining=draw(st.none() | st.floats(0, 1000)),
         cycle_duration=draw(DURATION),
-        extra=(("mixpeek_exporter_test_gauge", 'help with "quotes" and \\ backslash', 1.5),),
+        exporter=ExporterValues(
+            namespaces=draw(st.none() | st.integers(0, 10**6)),
+            discovery_up=draw(st.none() | st.booleans()),
+            poll_interval=draw(st.none() | st.floats(1, 1e6))),
         version_labels=(draw(LABEL), "3.11.7"))
 
 

@@ -23,8 +23,6 @@ log = logging.getLogger(__name__)
 
 JOB_ID = "poll-cycle"
 BATCH = 100  # stats/batch takes at most 100 ids
-STATS_BATCH_HELP = ("1 if the API offers POST /v1/namespaces/stats/batch, 0 if it answered "
-                    "404/405 and counts come from Get Namespace.")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -127,7 +125,7 @@ class Poller:
     def _batched_cycle(self, idents: list[str]) -> list[PollResult]:
         """Full Get Namespace only where metadata is due (or the id is unknown); counts for
         everyone else in batches of 100, so a cycle costs about N/100 requests."""
-        self.store.set_extra("mixpeek_exporter_stats_batch_available", STATS_BATCH_HELP, 1.0)
+        self.store.set_exporter(stats_batch_available=True)
         now = time.time()
         full, batched = [], []
         for ident in idents:
@@ -160,8 +158,7 @@ class Poller:
                 log.warning("the API does not offer POST /v1/namespaces/stats/batch "
                             f"(HTTP {out.status}); polling counts with Get Namespace instead",
                             extra={"fields": {"status": out.status}})
-                self.store.set_extra("mixpeek_exporter_stats_batch_available",
-                                     STATS_BATCH_HELP, 0.0)
+                self.store.set_exporter(stats_batch_available=False)
             return idents
         for ns_id, ident in by_id.items():
             if out.ok:

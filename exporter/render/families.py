@@ -131,6 +131,25 @@ def namespace_families(snap: Snapshot, now: float) -> list[Metric]:
     return [*fams.values(), info, up, last_ok, duration, errors]
 
 
+# (ExporterValues attribute, family, help), published when the value is set.
+EXPORTER_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("discovery_last_success", "mixpeek_exporter_discovery_last_success_timestamp_seconds",
+     "Unix time of the last successful namespace listing."),
+    ("discovery_up", "mixpeek_exporter_discovery_up",
+     "1 if the last namespace listing (discovery) succeeded, else 0."),
+    ("namespaces", "mixpeek_exporter_namespaces",
+     "Namespaces this exporter polls (configured, discovered, shard)."),
+    ("poll_interval", "mixpeek_exporter_poll_interval_seconds",
+     "Effective poll interval: interval_seconds, or longer when max_requests_per_minute "
+     "cannot poll every namespace within it."),
+    ("shard_ordinal", "mixpeek_exporter_shard_ordinal", "Shard this exporter polls (--shard)."),
+    ("stats_batch_available", "mixpeek_exporter_stats_batch_available",
+     "1 if the API offers POST /v1/namespaces/stats/batch, 0 if it answered 404/405 and "
+     "counts come from Get Namespace."),
+    ("total_shards", "mixpeek_exporter_total_shards", "Number of shards (--total-shards)."),
+)
+
+
 def global_families(snap: Snapshot) -> Iterator[Metric]:
     """Exporter-wide families: a handful of series whatever the namespace count."""
     req = CounterMetricFamily("mixpeek_api_requests",
@@ -163,8 +182,11 @@ def global_families(snap: Snapshot) -> Iterator[Metric]:
             "mixpeek_exporter_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration load.",
             value=snap.reload_success_time)
-    for name, help_, value in snap.extra:
-        yield GaugeMetricFamily(name, help_, value=value)
+    ex = snap.exporter
+    for attr, name, help_ in EXPORTER_GAUGES:
+        value = getattr(ex, attr)
+        if value is not None:
+            yield GaugeMetricFamily(name, help_, value=float(value))
 
 
 class _Families:
@@ -623,7 +645,7 @@ class FastRenderer:
     def _render_tail(self, snap: Snapshot) -> tuple[Piece, Piece]:
         # A few series: formatted by prometheus-client, re-done only when they change.
         key = (snap.api_requests, snap.rate_limit_remaining, snap.version_labels,
-               snap.cycle_duration, snap.reload_ok, snap.reload_success_time, snap.extra)
+               snap.cycle_duration, snap.reload_ok, snap.reload_success_time, snap.exporter)
         if key != self._tail_key:
             text, om = prometheus_client_text(global_families(snap))
             self._tail = (piece(text), piece(om))

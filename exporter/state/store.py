@@ -57,6 +57,20 @@ class Transition:
 
 
 @dataclass(frozen=True, slots=True)
+class ExporterValues:
+    """Exporter-wide values other components report (None: not published). The catalogue in
+    exporter.render.families names the family each one is published as."""
+
+    namespaces: int | None = None  # namespaces this exporter polls
+    poll_interval: float | None = None  # effective seconds between cycles
+    discovery_up: bool | None = None
+    discovery_last_success: float | None = None  # Unix time
+    stats_batch_available: bool | None = None
+    shard_ordinal: int | None = None
+    total_shards: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     version: int
     namespaces: tuple[NamespaceState, ...]
@@ -67,7 +81,7 @@ class Snapshot:
     cycles_completed: int = 0
     reload_ok: bool = True
     reload_success_time: float | None = None
-    extra: tuple[tuple[str, str, float], ...] = field(default=())  # (name, help, value)
+    exporter: ExporterValues = field(default_factory=ExporterValues)
     version_labels: tuple[str, str] = (__version__, sys.version.split()[0])
 
 
@@ -106,7 +120,7 @@ class Store:
         self._cycles = 0
         self._reload_ok = True
         self._reload_time: float | None = time.time()
-        self._extra: dict[str, tuple[str, float]] = {}
+        self._exporter = ExporterValues()
 
     # -- writers ---------------------------------------------------------------------------
 
@@ -204,11 +218,12 @@ class Store:
                 self._reload_time = time.time() if now is None else now
             self._bump()
 
-    def set_extra(self, name: str, help_text: str, value: float) -> None:
-        """Exporter-wide gauges owned by other components (e.g. the effective poll interval)."""
+    def set_exporter(self, **values: float | int | bool | None) -> None:
+        """Update exporter-wide values by ExporterValues field name (TypeError if unknown)."""
         with self._lock:
-            if self._extra.get(name) != (help_text, value):
-                self._extra[name] = (help_text, value)
+            new = replace(self._exporter, **values)
+            if new != self._exporter:
+                self._exporter = new
                 self._bump()
 
     # -- readers ---------------------------------------------------------------------------
@@ -243,7 +258,7 @@ class Store:
                 cycles_completed=self._cycles,
                 reload_ok=self._reload_ok,
                 reload_success_time=self._reload_time,
-                extra=tuple((k, h, v) for k, (h, v) in sorted(self._extra.items())),
+                exporter=self._exporter,
             )
             self._cached = snap
             return snap
