@@ -74,6 +74,11 @@ class NamespaceValues:
     cluster_id: str
     namespace_type: str
     mode: str
+    namespace_ready: bool | None = None
+    document_count_complete: bool | None = None
+    expires_timestamp: float | None = None  # expires_at, Unix seconds
+    clone_status: str | None = None
+    invalid_fields: tuple[str, ...] = ()  # published fields of this answer that were unusable
 
 
 def _describe(err: ValidationError) -> str:
