@@ -60,5 +60,8 @@ EXPOSE 10117
 # when you change --web.listen-address. (Kubernetes ignores this; the chart has its own probes.)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['HEALTHCHECK_URL'], timeout=4)"]
+# No --config.file: like the exporter outside a container, it reads ./config.yaml when there is
+# one (mount yours at /etc/mixpeek-exporter/config.yaml), else it runs on defaults with discovery
+# of every namespace the key can list: `docker run -e MIXPEEK_API_KEY=... image` just works.
+WORKDIR /etc/mixpeek-exporter
 ENTRYPOINT ["mixpeek-exporter"]
-CMD ["--config.file=/etc/mixpeek-exporter/config.yaml"]

@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 RUNTIME := $(VENV)/.installed-runtime
 TESTING := $(VENV)/.installed-test
+# make demo PORT=10118 when 10117 is taken.
+PORT ?= 10117
 
 .PHONY: demo test lint tools bench clean
 
@@ -21,7 +23,7 @@ $(TESTING): pyproject.toml | $(VENV)/bin/python
 	touch $@ $(RUNTIME)
 
 demo: $(RUNTIME)
-	$(VENV)/bin/mixpeek-exporter --demo
+	$(VENV)/bin/mixpeek-exporter --demo --web.listen-address :$(PORT)
 
 tools:
 	bash scripts/install-test-tools.sh

@@ -6,7 +6,7 @@ For each size, one synthetic organisation (bench/synth.py) goes through poll cyc
 repeat times all variants back to back (interleaved, so machine noise hits them alike):
 
 - generate_latest (text) and openmetrics generate_latest over the same snapshot, through a
-  custom collector (exporter.render.families.SnapshotCollector: the reference),
+  custom collector (tests/reference_render.py SnapshotCollector: the reference),
 - the previous pipeline: both of those plus gzip level 6 of each,
 - the fast renderer from scratch (first render after start-up),
 - the fast renderer after a complete poll cycle (every NamespaceState is new; the common case),
@@ -32,8 +32,10 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
 from synth import filled_store, result
 
-from exporter.render.families import FastRenderer, Rendered, SnapshotCollector
-from exporter.state.store import Snapshot
+from exporter.render.fast import FastRenderer
+from exporter.render.gzip import Rendered
+from exporter.state.snapshot import Snapshot
+from tests.reference_render import SnapshotCollector, gzip_size
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
@@ -100,7 +102,7 @@ def bench_size(n: int, repeats: int) -> tuple[str, dict[str, float]]:
         t["fast: after a full poll cycle"] = timed(partial(ready, warm, snap2, now))
         t["fast: after 1% changed"] = timed(partial(ready, warm, snap3, now))
         rendered = warm(snap2, now)
-        sizes["fast gzip body"] = rendered.gzip_size
+        sizes["fast gzip body"] = gzip_size(rendered)
         assert rendered.text == text, "fast renderer output differs from generate_latest"
         base = t["generate_latest (text)"][1]
         old = t["previous pipeline: both + gzip -6 of each"][1]

@@ -8,8 +8,8 @@ exporter.state.store.Store and serves it twice on loopback:
 - "exporter": exporter.web.server.MetricsServer + exporter.render.cache.ExpositionCache, as run by
   the exporter (renders in the background, scrapes send prepared bytes);
 - "prometheus_client": prometheus_client.start_http_server over a registry holding
-  exporter.render.families.SnapshotCollector on the same store: generate_latest (and gzip level 9)
-  on every scrape, the stock way.
+  tests/reference_render.py's SnapshotCollector on the same store: generate_latest (and gzip
+  level 9) on every scrape, the stock way.
 
 It measures:
 
@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import common
@@ -43,9 +44,9 @@ from prometheus_client.exposition import generate_latest
 from synth import filled_store, result
 
 from exporter.render.cache import ExpositionCache
-from exporter.render.families import SnapshotCollector
 from exporter.state.store import Store
 from exporter.web.server import Endpoints, MetricsServer, serve
+from tests.reference_render import SnapshotCollector, gzip_size, text_size
 
 POLL_RATE = 1000.0  # namespaces per second: a requests-based poller's ceiling per process
 POLL_CPU = 0.0007  # seconds of Python CPU per namespace (HTTP + JSON in requests/urllib3)
@@ -73,6 +74,11 @@ def summarize(res: dict[str, Any]) -> list[str]:
             f"{n / res['elapsed']:.1f}" if n else "0",
             fmt_ms(res["server_cpu"] / n) if n else "-",
             f"{n}" + (f" ({len(res['errors'])} errors)" if res["errors"] else "")]
+
+
+def drain(body: Iterable[bytes]) -> int:
+    """Produce a streamed body as a scrape does, without sending it."""
+    return sum(len(chunk) for chunk in body)
 
 
 def cpu_per_call(fn: Any, repeats: int) -> float:
@@ -146,14 +152,14 @@ def bench_size(n: int, duration: float, baseline_requests: int) -> str:
 
     out = [f"### {n:,} namespaces\n"]
     r = cache.current()
-    out.append(f"Body: text {r.text_size / 1e6:.1f} MB, gzip {r.gzip_size / 1e6:.2f} MB.\n")
+    out.append(f"Body: text {text_size(r) / 1e6:.1f} MB, gzip {gzip_size(r) / 1e6:.2f} MB.\n")
 
     # 1. CPU per scrape, in process.
     reps = max(3, baseline_requests)
     ours = {
-        "gzip, OpenMetrics": cpu_per_call(lambda: cache.body(True, True), 30),
-        "gzip, text": cpu_per_call(lambda: cache.body(False, True), 30),
-        "plain text": cpu_per_call(lambda: cache.body(False, False), 10),
+        "gzip, OpenMetrics": cpu_per_call(lambda: drain(cache.body(True, True)), 30),
+        "gzip, text": cpu_per_call(lambda: drain(cache.body(False, True)), 30),
+        "plain text": cpu_per_call(lambda: drain(cache.body(False, False)), 10),
     }
     gen = cpu_per_call(lambda: generate_latest(reg), reps)
     gen_gz = cpu_per_call(lambda: gzip.compress(generate_latest(reg)), reps)

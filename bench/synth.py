@@ -3,9 +3,10 @@
 Identifiers look like the API's (``ns_`` + 12 hex digits, names such as
 ``org07_catalog_search_prod_00042``); counts, timestamps and metadata vary per namespace the
 way they do in a real organisation; the same ~2% of namespaces fail every cycle (1.5% time
-out, 0.5% answer 404) and 1% report a null document count. Each cycle, 10% of the namespaces
-gained documents. Everything is derived from (seed, namespace number, cycle), so nothing has to
-be kept in memory between cycles (which would distort the memory benchmark).
+out, 0.5% answer 404) and 1% report a null document count; 97% are ready, 10% expire, 5% are
+clones. Each cycle, 10% of the namespaces gained documents. Everything is derived from (seed,
+namespace number, cycle), so nothing has to be kept in memory between cycles (which would
+distort the memory benchmark).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def document(i: int, cycle: int = 0, seed: int = 1) -> dict[str, Any]:
     documents = None if rnd.random() < 0.01 else rnd.randrange(5_000_000)
     if documents is not None and cycle and random.Random(f"{seed}/{i}/{cycle}").random() < 0.1:
         documents += cycle * 17  # grew since the last cycle
-    return {
+    doc = {
         "namespace_id": ident,
         "namespace_name": (f"org{i % 37:02d}_{rnd.choice(WORDS)}_{rnd.choice(WORDS)}_"
                            f"{rnd.choice(ENVS)}_{i:05d}"),
@@ -64,6 +65,13 @@ def document(i: int, cycle: int = 0, seed: int = 1) -> dict[str, Any]:
         "updated_at": datetime.fromtimestamp(created + rnd.randrange(5_000_000),
                                              UTC).isoformat(),
     }
+    # API 0.82 fields, drawn last so the fields above stay what they were in earlier runs.
+    doc["namespace_ready"] = rnd.random() < 0.97
+    expires = rnd.random() < 0.1
+    doc["expires_at"] = (datetime.fromtimestamp(created + 90_000_000, UTC).isoformat()
+                         if expires else None)
+    doc["clone_status"] = "completed" if rnd.random() < 0.05 else None
+    return doc
 
 
 def result(i: int, cycle: int = 0, seed: int = 1) -> PollResult:

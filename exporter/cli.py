@@ -8,22 +8,16 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from exporter import __version__, logs
 from exporter.app import App, ConfigLoader, file_loader
 from exporter.polling.targets import shard_from_hostname
-from exporter.settings.schema import (
-    Config,
-    ConfigError,
-    Credentials,
-    MixpeekConfig,
-    PollConfig,
-    load_api_key,
-    load_config,
-)
-from exporter.settings.secrets import Secret
-from exporter.web.server import ListenAddressError, parse_listen_address
+from exporter.settings.listen import ListenAddressError, parse_listen_address
+from exporter.settings.load import ConfigError, config_path, describe, load_config
+from exporter.settings.schema import Config, MixpeekConfig, PollConfig
+from exporter.settings.secrets import Credentials, KeyMissing, Secret, load_api_key
 
 log = logging.getLogger("exporter")
 
@@ -39,24 +33,30 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="The API key is read from the environment variable named by "
                "mixpeek.api_key_env (default MIXPEEK_API_KEY) or from mixpeek.api_key_file; "
                "it is never read from the YAML itself. Config keys can be overridden with "
-               "MIXPEEK_EXPORTER_<SECTION>__<KEY> environment variables. SIGHUP or "
-               "POST /-/reload re-reads the config and key file.",
+               "MIXPEEK_EXPORTER_<SECTION>__<KEY> environment variables. SIGHUP (and "
+               "POST /-/reload with --web.enable-lifecycle) re-reads the config and key file.",
     )
-    ap.add_argument("--config.file", dest="config_file", default="config.yaml",
-                    metavar="PATH", help="YAML configuration file (default: %(default)s)")
+    ap.add_argument("--config.file", dest="config_file", default=None, metavar="PATH",
+                    help="YAML configuration file (default: ./config.yaml if it exists, "
+                         "else no file: defaults with discovery of every namespace the key "
+                         "can list)")
     ap.add_argument("--web.listen-address", dest="listen", default=f":{DEFAULT_PORT}",
                     metavar="[HOST]:PORT",
                     help="address for /metrics, /healthz, /readyz (default: %(default)s)")
     ap.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH",
                     help="TLS and basic-auth settings for the HTTP endpoints, in the Prometheus "
                          "exporter-toolkit web-config.yml format (default: plain HTTP, no auth)")
+    ap.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+                    help="enable POST /-/reload (off by default: anyone who reaches the port "
+                         "could trigger reloads); SIGHUP always reloads")
     ap.add_argument("--log.level", dest="log_level", default="info",
                     choices=list(logs.LEVELS), help="minimum log level (default: %(default)s)")
     ap.add_argument("--log.format", dest="log_format", default="logfmt",
                     choices=["logfmt", "json"], help="log line format (default: %(default)s)")
     ap.add_argument("--config.check", dest="config_check", action="store_true",
-                    help="validate the configuration, print any problems, exit 0 if valid "
-                         "and 1 if not")
+                    help="validate the configuration and the API key as start-up would, "
+                         "say which file (or none) is used, print any problems; exit 0 if it "
+                         "would start and 1 if not (a key that is simply absent is a note)")
     ap.add_argument("--once", action="store_true",
                     help="poll every namespace once, print the exposition to stdout, exit 1 if "
                          "any namespace failed")
@@ -92,20 +92,27 @@ def demo_loader() -> tuple[ConfigLoader, object]:
     return load, sim
 
 
-def config_check(path: str) -> int:
+def config_check(path: Path | None) -> int:
+    """What start-up would say about the config and key, without starting: 0 if it would
+    start (a key that is simply absent is a note: a Secret is often mounted later), else 1."""
     try:
         cfg = load_config(path)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 1
-    print(f"{path}: configuration is valid ({len(cfg.namespaces)} namespaces, "
+    discovery = ", discovery on" if cfg.discovery.enabled else ""
+    print(f"{describe(path)}: configuration is valid ({len(cfg.namespaces)} namespaces"
+          f"{discovery}, "
           f"polled every {cfg.poll.interval_seconds:g}s)")
     try:
         creds = load_api_key(cfg.mixpeek)
-        print(f"API key: found ({creds.source})")
-    except ConfigError as e:
-        # The key is a deployment matter (a Secret mounted later); the file itself is fine.
+    except KeyMissing as e:
         print("note: " + "; ".join(e.problems) + " (needed at run time)")
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    else:
+        print(f"API key: found ({creds.source})")
     return 0
 
 
@@ -113,8 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup(args.log_level, args.log_format)
 
+    path = config_path(args.config_file)
     if args.config_check:
-        return config_check(args.config_file)
+        return config_check(path)
     try:
         parse_listen_address(args.listen)
     except ListenAddressError as e:
@@ -137,9 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         loader, _sim = demo_loader()
         log.info("demo mode: polling the built-in simulator, no API key needed")
     else:
-        loader = file_loader(args.config_file)
+        log.info("configuration", extra={"fields": {"source": describe(path)}})
+        loader = file_loader(path)
     try:
-        app = App(loader, args.listen, args.web_config_file, shard, args.total_shards)
+        app = App(loader, args.listen, args.web_config_file, shard, args.total_shards,
+                  enable_lifecycle=args.enable_lifecycle)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 1

@@ -1,19 +1,25 @@
-"""logfmt or JSON log lines, Prometheus-style, with secrets scrubbed as the last step.
+"""logfmt or JSON log lines, Prometheus-style: one event is one line, and no secret leaves.
 
-Code never logs the key on purpose; the scrubber is the second line of defence, applied to the
-fully formatted line (traceback included), so no third-party message can carry it out either.
+Both guarantees are kept here, at the formatter, for every value of every line (message,
+fields, traceback), whoever logged it: callers pass raw values and need not think about either.
+- Secrets: every run of 8 or more characters of a registered key is replaced, before any
+  quoting or escaping (which could split the key) and before anything is cut, and once more on
+  the finished line. Code never logs the key on purpose; this is the second line of defence.
+- One line: control characters (C0, DEL, C1, U+2028, U+2029) are written as escapes, so a
+  value from the API cannot start a forged log line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import time
 from typing import Any, TextIO
 
-from exporter.settings.secrets import Secret
+from exporter.settings.secrets import Secret, redact
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "error": logging.ERROR}
@@ -21,30 +27,48 @@ _NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
           logging.ERROR: "error", logging.CRITICAL: "error"}
 REDACTED = "<redacted>"
 
-_secrets: set[str] = set()
+_secrets: dict[str, Secret] = {}
 _secrets_lock = threading.Lock()
+
+# Everything a terminal, a log shipper or str.splitlines() may take for a line break or a
+# control sequence. json.dumps escapes C0 itself; the rest is escaped after it.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_LOGFMT_QUOTE = re.compile('[ ="\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]')
 
 
 def register_secret(secret: Secret) -> None:
+    """Scrub ``secret`` from every later log line (keys of 1-3 characters excepted: scrubbing
+    them would mangle ordinary text)."""
     value = secret.reveal()
-    if len(value) >= 4:  # scrubbing a 1-3 character "key" would mangle ordinary text
+    if len(value) >= 4:
         with _secrets_lock:
-            _secrets.add(value)
+            _secrets[value] = secret
 
 
 def scrub(text: str) -> str:
+    """``text`` with every registered secret, and every fragment of 8+ characters of one,
+    replaced by ``REDACTED``."""
     with _secrets_lock:
-        values = sorted(_secrets, key=len, reverse=True)
-    for v in values:
-        if v in text:
-            text = text.replace(v, REDACTED)
-    return text
+        secrets = list(_secrets.values())
+    return redact(text, secrets, REDACTED)
+
+
+def _escape_controls(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _plain(v: Any) -> Any:
+    """A field value as JSON will carry it: numbers, booleans and None as they are,
+    everything else as scrubbed text."""
+    if v is None or isinstance(v, bool | int | float):
+        return v
+    return scrub(str(v))
 
 
 def _logfmt_value(v: Any) -> str:
     s = "" if v is None else str(v)
-    if s == "" or any(c in s for c in ' ="\\') or any(ord(c) < 0x20 for c in s):
-        return json.dumps(s, ensure_ascii=False)
+    if s == "" or _LOGFMT_QUOTE.search(s):
+        return _escape_controls(json.dumps(s, ensure_ascii=False))
     return s
 
 
@@ -65,10 +89,11 @@ class _Formatter(logging.Formatter):
         fields.update(getattr(record, "fields", {}) or {})
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info)
+        clean = {scrub(str(k)): _plain(v) for k, v in fields.items()}
         if self.kind == "json":
-            line = json.dumps(fields, ensure_ascii=False, default=str)
+            line = _escape_controls(json.dumps(clean, ensure_ascii=False, default=str))
         else:
-            line = " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
+            line = " ".join(f"{_logfmt_value(k)}={_logfmt_value(v)}" for k, v in clean.items())
         return scrub(line)
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the non-Python tools the test suite drives for real: promtool and a Prometheus
-# server, the Docker engine and debootstrap (image build), and the npm packages that type-check
-# the Grafana dashboard. Idempotent: it installs only what is missing.
+# server, Alertmanager and amtool, headless Chromium (the status page's browser test), the
+# Docker engine and debootstrap (image build), and the npm packages that type-check the Grafana
+# dashboard. Idempotent: it installs only what is missing, so a second run costs nothing.
 # Needs root for apt; without root it says what is missing and the tests that need it will
 # fail under CI=true (and skip elsewhere).
 set -euo pipefail
@@ -9,6 +10,9 @@ cd "$(dirname "$0")/.."
 
 apt_pkgs=()
 command -v promtool >/dev/null 2>&1 || apt_pkgs+=(prometheus)
+# Debian names the server prometheus-alertmanager (not alertmanager); amtool comes with it.
+command -v prometheus-alertmanager >/dev/null 2>&1 || apt_pkgs+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || apt_pkgs+=(chromium)
 command -v dockerd >/dev/null 2>&1 || apt_pkgs+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || apt_pkgs+=(debootstrap)
 command -v npm >/dev/null 2>&1 || apt_pkgs+=(nodejs npm)

@@ -157,7 +157,17 @@ class SimulatorProcess(_Proc):
         return self.control("POST", "config", settings)
 
     def state(self) -> Any:
+        """Every namespace as served, the faults set, and the counters of ``stats()``."""
         return self.control("GET", "state")
+
+    def stats(self) -> Any:
+        """Counters: requests by route and status, rate_limit {limit, refused, in_window},
+        auth_headers_seen, in_flight, max_in_flight."""
+        return self.control("GET", "stats")
+
+    def namespace(self, ns: str) -> Any:
+        """One namespace: stored, document and stats as served, fail, raw, omit."""
+        return self.control("GET", f"namespaces/{ns}")
 
 
 def exporter_config(sim_url: str, namespaces: list[str], interval: float = 1.0,

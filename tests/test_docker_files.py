@@ -56,7 +56,9 @@ def test_dockerfile_essentials() -> None:
     assert users and re.fullmatch(r"[1-9][0-9]*(:[0-9]+)?", users[-1]), "numeric non-root USER"
     assert ("EXPOSE", "10117") in runtime
     assert ("ENTRYPOINT", '["mixpeek-exporter"]') in runtime
-    assert ("CMD", '["--config.file=/etc/mixpeek-exporter/config.yaml"]') in runtime
+    # Zero-config: no --config.file, and ./config.yaml is where a mounted config goes.
+    assert not [a for op, a in runtime if op == "CMD"]
+    assert [a for op, a in runtime if op == "WORKDIR"][-1] == "/etc/mixpeek-exporter"
     health = next(a for op, a in runtime if op == "HEALTHCHECK")
     assert "urllib" in health and "curl" not in health
     assert "/healthz" in " ".join(a for op, a in runtime if op == "ENV")

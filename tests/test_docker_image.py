@@ -169,7 +169,8 @@ def test_image_metadata(docker: Docker, image: str) -> None:
     assert cfg["User"] == "65534:65534"
     assert "10117/tcp" in cfg["ExposedPorts"]
     assert cfg["Entrypoint"] == ["mixpeek-exporter"]
-    assert cfg["Cmd"] == ["--config.file=/etc/mixpeek-exporter/config.yaml"]
+    assert cfg["Cmd"] is None
+    assert cfg["WorkingDir"] == "/etc/mixpeek-exporter"
     health = " ".join(cfg["Healthcheck"]["Test"])
     assert "urllib" in health and "HEALTHCHECK_URL" in health
     assert "HEALTHCHECK_URL=http://127.0.0.1:10117/healthz" in cfg["Env"]
@@ -264,6 +265,23 @@ def test_chart_config_works_in_the_image(docker: Docker, image: str, tmp_path: P
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "API key: found (file /etc/mixpeek-exporter/secret/api-key)" in proc.stdout, (
         proc.stdout + proc.stderr)
+
+
+def test_zero_config_in_the_image(docker: Docker, image: str, tmp_path: Path) -> None:
+    """`docker run -e MIXPEEK_API_KEY=... image` runs without a config file, on discovery; a
+    config mounted at /etc/mixpeek-exporter/config.yaml is picked up without a flag."""
+    run = ["run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL",
+           "--env", "MIXPEEK_API_KEY=sk-docker-test"]
+    proc = docker.run(*run, image, "--config.check", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "discovery on" in proc.stdout and "no config file" in proc.stdout, proc.stdout
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"namespaces": ["my_namespace", "ns_0123456789"]}))
+    config.chmod(0o644)
+    proc = docker.run(*run, "-v", f"{config}:/etc/mixpeek-exporter/config.yaml:ro", image,
+                      "--config.check", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "config.yaml: configuration is valid (2 namespaces" in proc.stdout, proc.stdout
 
 
 if __name__ == "__main__":  # pragma: no cover - manual runs: python tests/test_docker_image.py

@@ -11,8 +11,10 @@ from pydantic import BaseModel
 
 from exporter.app import App
 from exporter.cli import build_parser
-from exporter.settings.schema import Config, Credentials, DiscoveryConfig, MixpeekConfig, PollConfig
-from exporter.settings.secrets import Secret
+from exporter.render.families import FAMILIES, sample_names
+from exporter.settings.load import parse_config
+from exporter.settings.schema import Config, DiscoveryConfig, MixpeekConfig, PollConfig
+from exporter.settings.secrets import Credentials, Secret
 from exporter.simulator import DEMO_KEY, Simulator
 from tests.harness import ROOT
 
@@ -62,6 +64,12 @@ def test_config_keys_everywhere() -> None:
     assert readme == code, f"README table vs models: {readme ^ code}"
 
 
+def test_example_config_is_the_defaults() -> None:
+    """config.example.yaml says "every key, with its default": hold it to that."""
+    cfg = parse_config((ROOT / "config.example.yaml").read_text(), environ={})
+    assert cfg == Config(namespaces=cfg.namespaces)
+
+
 def test_cli_flags_in_readme_and_help() -> None:
     parser = build_parser()
     flags = {s for a in parser._actions for s in a.option_strings
@@ -84,7 +92,6 @@ def emitted_metric_names() -> set[str]:
                  discovery=DiscoveryConfig(enabled=True, refresh_interval_seconds=1),
                  namespaces=["demo_catalog"])
     app = App(lambda: (cfg, Credentials(Secret(DEMO_KEY), "test")), total_shards=1)
-    app._check_budget(1)
     app.store.set_exporter(shard_ordinal=0, total_shards=1)
     try:
         app.poller.run_cycle()  # stats/batch is missing on this API: the fallback gauge too
@@ -99,8 +106,17 @@ def emitted_metric_names() -> set[str]:
     return names
 
 
-def test_readme_metrics_table_matches_output() -> None:
+def test_readme_metrics_table_matches_the_catalogue() -> None:
     documented = set(readme_table("metric"))
+    catalogue = set(sample_names())
+    assert documented == catalogue, f"only in README: {documented - catalogue}; " \
+                                    f"only in the catalogue: {catalogue - documented}"
+    rows = {m.group(1): {x.strip() for x in m.group(2).split(",") if x.strip()}
+            for m in re.finditer(r"^\| `(mixpeek_\w+)` \| \w+ \|([^|]*)\|", README, re.M)}
+    for family in FAMILIES:
+        assert rows[family.sample_name] == set(family.labels), family.sample_name
+
+
+def test_the_exporter_emits_only_catalogued_families() -> None:
     emitted = emitted_metric_names()
-    assert documented == emitted, f"only in README: {documented - emitted}; " \
-                                  f"only emitted: {emitted - documented}"
+    assert emitted <= set(sample_names()), emitted - set(sample_names())

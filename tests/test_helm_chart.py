@@ -186,8 +186,32 @@ def test_chart_yaml_files_pass_yamllint() -> None:
 def test_bare_defaults_refuse_to_render_and_say_what_to_set(chart: helm.Chart) -> None:
     with pytest.raises(helm.HelmRenderError, match=r"apiKey\.existingSecret.*apiKey\.value"):
         chart.render(values={})
-    with pytest.raises(helm.HelmRenderError, match="namespaces is empty"):
-        chart.render(values={"apiKey": {"value": "k"}})
+
+
+def test_empty_namespaces_means_discovery(chart: helm.Chart) -> None:
+    """Zero-config, as with the exporter itself: only a key, and every namespace it can list
+    is polled; the filters still apply. Listed namespaces leave discovery as configured."""
+    cfg = exporter_config(render(chart, {"apiKey": {"value": "k"}}))
+    assert cfg["namespaces"] == [] and cfg["discovery"]["enabled"] is True
+    cfg = exporter_config(render(chart, {"apiKey": {"value": "k"},
+                                         "discovery": {"include": ["^prod_"]}}))
+    assert cfg["discovery"]["enabled"] is True and cfg["discovery"]["include"] == ["^prod_"]
+    assert exporter_config(render(chart, MINIMAL))["discovery"]["enabled"] is False
+    notes = chart.render(values={"apiKey": {"value": "k"}}, name="rel",
+                         namespace="mon")["mixpeek-exporter/templates/NOTES.txt"]
+    assert "polling every namespace the API key can list" in notes
+    assert "Polling 1 listed namespace(s)" in chart.render(
+        values=copy.deepcopy(MINIMAL), name="rel",
+        namespace="mon")["mixpeek-exporter/templates/NOTES.txt"]
+
+
+def test_raising_only_the_poll_interval_renders_a_valid_config(chart: helm.Chart,
+                                                              tmp_path: Path) -> None:
+    """poll.stale_after_seconds is left unset (5 x the interval), so a slower poll alone never
+    trips over a default the user did not touch."""
+    cfg = exporter_config(render(chart, MINIMAL | {"poll": {"interval_seconds": 600}}))
+    assert "stale_after_seconds" not in cfg["poll"]
+    _config_check(cfg, tmp_path)
 
 
 def test_both_monitors_refused(chart: helm.Chart) -> None:
@@ -288,7 +312,12 @@ def test_rendered_config_passes_exporter_config_check(
     mounts = {m["name"]: m for m in container(docs)["volumeMounts"]}
     assert mounts["api-key"]["mountPath"] == SECRET_DIR
     assert "api_key_env" not in cfg["mixpeek"]
-    # ...which does not exist here, so point the copy at a local key file (and CA bundle).
+    _config_check(cfg, tmp_path)
+
+
+def _config_check(cfg: dict[str, Any], tmp_path: Path) -> None:
+    """``mixpeek-exporter --config.check`` on a rendered config, with the key file (and CA
+    bundle) it names replaced by local ones."""
     key_file = tmp_path / "api-key"
     key_file.write_text("sk-test-key\n", encoding="utf-8")
     cfg["mixpeek"]["api_key_file"] = str(key_file)
@@ -300,7 +329,8 @@ def test_rendered_config_passes_exporter_config_check(
     cfg_file.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     if not _exporter_supports_config_check():
         # The core CLI is written in parallel; the config model alone is the next best check.
-        from exporter.settings.schema import load_api_key, load_config
+        from exporter.settings.load import load_config
+        from exporter.settings.secrets import load_api_key
 
         load_api_key(load_config(cfg_file, environ={}).mixpeek, environ={})
         return
@@ -324,6 +354,8 @@ def test_config_values_follow_the_exporter_config_model() -> None:
     assert set(Config.model_fields) == {*sections, "namespaces"}, (
         "the exporter config has a new section: add it to the chart (values, schema, config)")
     chart_owned = {"api_key_env", "api_key_file", "ca_file"}  # set by the chart, not by values
+    # Left unset (null) in the chart, so the exporter derives it from the interval.
+    derived = {("poll", "stale_after_seconds")}
     for section, model in sections.items():
         exporter_keys = set(model.model_fields) - chart_owned
         assert set(values[section]) == exporter_keys, section
@@ -331,7 +363,8 @@ def test_config_values_follow_the_exporter_config_model() -> None:
         for key in exporter_keys:
             field = model.model_fields[key]
             default = field.get_default(call_default_factory=True)
-            assert values[section][key] == default, f"{section}.{key}"
+            expected = None if (section, key) in derived else default
+            assert values[section][key] == expected, f"{section}.{key}"
 
 
 def test_config_change_rolls_the_pod_without_a_new_image(chart: helm.Chart) -> None:

@@ -7,8 +7,9 @@ and HTTP clients of the exporter's own server.
 - Identifiers: anything the loader accepts is requested as exactly one percent-encoded path
   segment (checked on the wire with requests-mock); '/', '?', '#', '%', '..' and control
   characters are refused by --config.check with a message naming the character.
-- HTTP: garbage request lines, huge headers, slowloris-style idle connections and more
-  connections than the server allows must not crash it or stall scrapes for long.
+- HTTP: garbage request lines, huge headers, bodies smuggling a second request, trickled
+  request heads (slowloris) and connection floods must not crash the server, never make it
+  read a body as a request, and never keep scrapes or liveness probes from being answered.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import select
 import socket
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,10 @@ from hypothesis import strategies as st
 
 from exporter.mixpeek.client import MixpeekClient, UnsafeIdentifier, namespace_path
 from exporter.ratelimit import TokenBucket
-from exporter.settings.schema import ConfigError, MixpeekConfig, load_config, parse_config
-from exporter.settings.secrets import Secret
+from exporter.settings.identifiers import identifier_labels, identifier_problem
+from exporter.settings.load import ConfigError, load_config, parse_config
+from exporter.settings.schema import MixpeekConfig
+from exporter.settings.secrets import Secret, clean_key
 from tests.harness import (
     ROOT,
     ExporterProcess,
@@ -81,6 +84,7 @@ def _check_outcome(text: str, environ: dict[str, str]) -> None:
         for p in e.problems:
             assert isinstance(p, str) and p.strip()
             assert len(p) < 1000, p  # bounded, readable
+            assert "<class" not in p and "instance of" not in p, p  # no Python internals
         assert str(e).startswith("invalid configuration in hostile.yaml:")
     else:
         assert cfg.namespaces or cfg.discovery.enabled
@@ -120,10 +124,22 @@ def test_mangled_valid_config_never_crashes_the_loader(pos: int, cut: int, inser
     "namespaces: [a]\n\x00",
     "\ufeffnamespaces: [a]\n",
 ])
-def test_pathological_yaml_is_a_config_error_quickly(text: str) -> None:
-    started = time.monotonic()
-    _check_outcome(text, {})
-    assert time.monotonic() - started < 5
+def test_pathological_yaml_is_a_config_error_without_unbounded_work(text: str) -> None:
+    # A thread, so that runaway work (walking an alias bomb) fails the test instead of
+    # hanging it; the bound is generous: this is not a speed check.
+    errors: list[BaseException] = []
+
+    def check() -> None:
+        try:
+            _check_outcome(text, {})
+        except BaseException as e:
+            errors.append(e)
+    t = threading.Thread(target=check, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "the loader did not finish"
+    if errors:
+        raise errors[0]
 
 
 def test_binary_config_file_is_a_config_error(tmp_path: Path) -> None:
@@ -173,8 +189,11 @@ def test_identifiers_are_refused_or_sent_as_one_encoded_segment(ident: str) -> N
         return
     accepted = cfg.namespaces[0]  # surrounding whitespace is stripped
     _assert_one_segment(accepted, BASE + namespace_path(accepted))
+    ns_id, ns_name = identifier_labels(accepted)
+    # The answer is for the namespace asked (by id or by name), as the real API's would be.
+    answer = {"namespace_id": ns_id or "ns_x", "namespace_name": ns_name or "x"}
     with requests_mock.Mocker() as m:
-        m.get(requests_mock.ANY, json=DOC)
+        m.get(requests_mock.ANY, json=answer)
         result = _client().get_namespace(accepted)
         assert result.ok, result
         assert len(m.request_history) == 1
@@ -188,6 +207,55 @@ def test_client_refuses_dot_segments_without_a_request(ident: str) -> None:
     with requests_mock.Mocker() as m:
         result = _client().get_namespace(ident)
         assert result.reason == "client_error" and not m.request_history
+
+
+@PROPERTY
+@given(identifiers)
+def test_client_and_config_apply_the_same_identifier_rule(ident: str) -> None:
+    """A discovered identifier the config would refuse is not requested either."""
+    problem = identifier_problem(ident)
+    if problem is None:
+        _assert_one_segment(ident, BASE + namespace_path(ident))
+        return
+    with pytest.raises(UnsafeIdentifier) as exc:
+        namespace_path(ident)
+    assert problem in str(exc.value)
+
+
+@pytest.mark.parametrize("ident", ["a/b", "x?y=1", "x#frag", "a%2Fb", "nul\x00", "x" * 200])
+def test_client_refuses_what_the_config_refuses_without_a_request(ident: str) -> None:
+    with requests_mock.Mocker() as m:
+        m.get(requests_mock.ANY, json=DOC)
+        result = _client().get_namespace(ident)
+        assert result.reason == "client_error" and not m.request_history
+
+
+service_links = st.dictionaries(
+    st.from_regex(r"MIXPEEK_EXPORTER_(PORT|SERVICE_HOST|SERVICE_PORT)(_[A-Z0-9]{1,8}){0,3}",
+                  fullmatch=True),
+    st.text(max_size=30) | st.sampled_from(["tcp://10.0.0.7:10117", "10117", "tcp", "- x"]),
+    max_size=4)
+
+
+@PROPERTY
+@given(service_links)
+def test_variables_that_are_not_override_forms_are_ignored(environ: dict[str, str]) -> None:
+    assert parse_config(VALID, environ=environ) == parse_config(VALID, environ={})
+
+
+@PROPERTY
+@given(st.text(max_size=40))
+def test_any_key_text_is_cleaned_or_refused_without_showing_it(raw: str) -> None:
+    try:
+        key = clean_key(raw, "mixpeek.api_key_env", "env MIXPEEK_API_KEY")
+    except ConfigError as e:
+        assert len(e.problems) == 1 and "at position" in e.problems[0]
+        value = raw.strip(" \t\r\n\v\f").removeprefix("\ufeff")
+        fragments = {value[i:i + 8] for i in range(len(value) - 7)}
+        assert not any(f in e.problems[0] for f in fragments if f.isalnum()), e.problems
+    else:
+        assert all("!" <= c <= "~" for c in key)
+        assert key in raw
 
 
 BAD_IDENTIFIERS = {"a/b": "'/'", "../../admin": "'/'", "x?y=1": "'?'", "x#frag": "'#'",
@@ -227,7 +295,7 @@ def exporter() -> Iterator[ExporterProcess]:
     key = "sk_live_hostile_http_0000"
     with SimulatorProcess(api_key=key) as sim, \
             ExporterProcess(exporter_config(sim.url, ["demo_catalog", "demo_media"]),
-                            api_key=key) as e:
+                            api_key=key, extra_args=["--web.enable-lifecycle"]) as e:
         e.wait_ready()
         yield e
         log = e.log_text()
@@ -271,11 +339,11 @@ def _status(resp: bytes) -> int | None:
 
 
 def _healthy(e: ExporterProcess) -> None:
+    """Probe and scrape answer (each within a socket timeout: waiting, not measuring)."""
     assert e.proc.poll() is None, e.log_text()
-    assert http("GET", e.url + "/healthz", timeout=2)[0] == 200
-    started = time.monotonic()
+    assert http("GET", e.url + "/healthz", timeout=5)[0] == 200
     status, _, body = http("GET", e.url + "/metrics", timeout=5)
-    assert status == 200 and time.monotonic() - started < 1.0
+    assert status == 200
     assert "mixpeek_namespace_up" in parse_metrics(body.decode())
 
 
@@ -302,9 +370,15 @@ def _proc_status(pid: int, field: str) -> int:
     ("absolute-form URI to another host",
      b"GET http://evil.example/metrics HTTP/1.1\r\nHost: evil.example\r\n\r\n", {404}),
     ("negative Content-Length", b"POST /-/reload HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
-     {200, 400}),
+     {400}),
     ("absurd Content-Length",
-     b"POST /-/reload HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", {200, 400}),
+     b"POST /-/reload HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", {413}),
+    ("request body on GET",
+     b"GET /healthz HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", {200}),
+    ("chunked body on GET",
+     b"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+     {411}),
+    ("header trickled to the end of input", b"GET /healthz HTTP/1.1\r\nX-Slow: a", {400, 200}),
     ("header with NUL", b"GET /healthz HTTP/1.1\r\nX-A: a\x00b\r\n\r\n", {200}),
 ])
 def test_malformed_requests_get_an_error_not_a_crash(exporter: ExporterProcess, name: str,
@@ -336,48 +410,70 @@ def test_huge_total_headers_are_bounded(exporter: ExporterProcess) -> None:
 
 
 @pytest.mark.e2e
+def test_a_request_body_is_never_read_as_a_request(exporter: ExporterProcess) -> None:
+    """A GET carrying a body that is itself a request gets one answer; the body never runs
+    (the exporter under test has the lifecycle API on, so a smuggled reload would)."""
+    smuggled = b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    framings = [b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled,
+                b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+                % (len(smuggled), smuggled)]
+    for framed in framings:
+        resp = _raw(exporter, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + framed)
+        assert resp.count(b"HTTP/1.1 ") == 1, resp
+    _healthy(exporter)
+    assert "configuration reloaded" not in exporter.log_text()
+
+
+@pytest.mark.e2e
 def test_slowloris_connections_do_not_stall_scrapes(exporter: ExporterProcess) -> None:
+    """64 connections trickling a header a byte at a time once held every handler: 0 of 15
+    scrapes and no /healthz answered. Now they wait in the accept loop, holding no handler."""
     socks = []
     try:
-        for _ in range(20):
-            s = socket.create_connection(("127.0.0.1", exporter.port), timeout=2)
+        for _ in range(64):
+            s = socket.create_connection(("127.0.0.1", exporter.port), timeout=5)
             s.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
             socks.append(s)
-        deadline = time.monotonic() + 2.0
-        scrapes = 0
-        while time.monotonic() < deadline:
-            for s in socks:  # one byte at a time, never finishing the headers
-                s.sendall(b"a")
+        for _ in range(15):
+            for s in socks:
+                try:
+                    s.sendall(b"a")  # one more header byte each
+                except OSError:
+                    pass  # cut at the head deadline: fine, that is the other bound
             _healthy(exporter)
-            scrapes += 1
-        assert scrapes >= 3
     finally:
         for s in socks:
             s.close()
     _healthy(exporter)
 
 
+WAITING_MAX = 256  # connections the accept loop holds while they send a request head
+
+
 @pytest.mark.e2e
 def test_more_connections_than_allowed(exporter: ExporterProcess) -> None:
+    """A flood of idle connections costs no thread; past the cap the longest waiting ones are
+    closed, so scrapes still get in during the flood."""
     pid = exporter.proc.pid
     threads_before = _proc_status(pid, "Threads")
+    extra = 44
     socks = []
     try:
-        for _ in range(120):  # the server allows 64 at once
+        for _ in range(WAITING_MAX + extra):
             socks.append(socket.create_connection(("127.0.0.1", exporter.port), timeout=5))
-        # Connections over the cap are closed at once instead of queueing a thread each:
-        # they turn readable (EOF); the others stay open, waiting for a request.
-        def closed() -> int:
-            readable, _, _ = select.select(socks, [], [], 0.2)
-            return len(readable)
-        wait_until(lambda: closed() >= 120 - 64 - 2, 5, what="connections over the cap closed")
-        assert closed() <= 120 - 64 + 2
-        assert _proc_status(pid, "Threads") <= threads_before + 64 + 4
+
+        def closed(group: list[socket.socket]) -> int:
+            readable, _, _ = select.select(group, [], [], 0.2)
+            return len(readable)  # closed by the server: readable at EOF
+        wait_until(lambda: closed(socks[:extra]) == extra, 10,
+                   what="the longest-waiting connections over the cap closed")
+        assert closed(socks[extra:]) == 0  # the newest are all still waiting
+        assert _proc_status(pid, "Threads") <= threads_before + 4
+        _healthy(exporter)  # answered during the flood
         assert exporter.proc.poll() is None
     finally:
         for s in socks:
             s.close()
-    # Once the flood stops, the slots come back without waiting for idle timeouts.
     wait_until(lambda: http("GET", exporter.url + "/healthz", timeout=1)[0] == 200, 5,
                what="healthz after the connection flood")
     _healthy(exporter)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,14 @@ import pytest
 
 from tests.test_monitoring_rules import RULES, alertrules, monitoring_section
 from tests.tooling import in_ci, require_tool
+from tools.dashcheck import dashcheck
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "monitoring" / "dashboard.json"
 DASHCHECK = ROOT / "tools" / "dashcheck"
 
-sys.path.insert(0, str(DASHCHECK))
-import dashcheck  # noqa: E402
 
-ROWS = ["Overview", "Documents and contents", "Jobs and autoscaling",
+ROWS = ["Overview", "Documents and contents", "Readiness and lifecycle", "Jobs and autoscaling",
         "Poll health and API errors", "Staleness"]
 # Grafana unit ids used here (packages/grafana-data/src/valueFormats/categories.ts).
 KNOWN_UNITS = {"none", "short", "s", "ms", "dtdurations", "dateTimeAsIso", "reqps", "cpm",
@@ -159,9 +157,10 @@ def test_seconds_and_timestamps_have_time_units() -> None:
         unit = p["fieldConfig"]["defaults"].get("unit")
         for t in p["targets"]:
             e = t["expr"]
-            if "time() -" in e or "duration_seconds" in e:
+            age_or_time_left = "time() -" in e or e.rstrip().endswith("- time()")
+            if age_or_time_left or "duration_seconds" in e:
                 assert unit in {"s", "dtdurations"}, p["title"]
-            if "timestamp_seconds" in e and "time() -" not in e:
+            if "timestamp_seconds" in e and not age_or_time_left:
                 # Grafana's date units take milliseconds.
                 assert e.rstrip().endswith("* 1000"), p["title"]
 
@@ -179,7 +178,9 @@ def test_required_content() -> None:
     joined = " ".join(exprs.values())
     for metric in ["documents", "objects", "buckets", "collections", "max_concurrent_jobs",
                    "autoscaling_enabled", "up", "poll_errors_total",
-                   "last_success_timestamp_seconds"]:
+                   "last_success_timestamp_seconds", "ready", "document_count_complete",
+                   "expiry_timestamp_seconds", "invalid_fields",
+                   "metadata_last_refresh_timestamp_seconds"]:
         assert f"mixpeek_namespace_{metric}" in joined, metric
     assert "mixpeek_api_requests_total" in joined
     assert "$__range" in joined  # changes over the selected range
@@ -216,3 +217,21 @@ def test_staleness_thresholds_follow_the_alert() -> None:
     for p in panels:
         steps = p["fieldConfig"]["defaults"]["thresholds"]["steps"]
         assert steps[-1] == {"color": "red", "value": float(knob.value)}, p["title"]
+
+
+def test_expiry_threshold_follows_the_alert() -> None:
+    """Time until expiry turns red where MixpeekNamespaceExpiringSoon fires."""
+    knob = next(t for t in alertrules.parse_tunables(RULES.read_text())
+                if t.knob == "expiry_warning_seconds")
+    panel = next(p for p in _content_panels()
+                 if "mixpeek_namespace_expiry_timestamp_seconds" in p["targets"][0]["expr"])
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps == [{"color": "red", "value": None},
+                     {"color": "green", "value": float(knob.value)}], panel["title"]
+
+
+def test_namespace_details_show_the_clone_status() -> None:
+    table = next(p for p in _content_panels() if p["title"] == "Namespace details")
+    assert "clone_status)" in table["targets"][0]["expr"]
+    organize = next(t for t in table["transformations"] if t["id"] == "organize")["options"]
+    assert organize["renameByName"]["clone_status"] == "Clone"

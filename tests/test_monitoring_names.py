@@ -9,9 +9,9 @@ provides every condition; CONDITIONAL says which series needs which.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -21,14 +21,13 @@ import pytest
 import yaml
 
 from exporter.polling.targets import shard_of
+from exporter.render.families import sample_names
 from tests.conftest import API_KEY
 from tests.harness import ExporterProcess, SimulatorProcess, exporter_config
+from tools.dashcheck import alertrules, dashcheck
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-sys.path.insert(0, str(ROOT / "tools" / "dashcheck"))
-import alertrules  # noqa: E402
-import dashcheck  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -48,6 +47,9 @@ SIM_ARGS = ["--rate-limit-rpm", "1000000", "--no-stats-batch"]
 # of two shards (the one demo_archive's id falls in).
 FEATURES_SHARD = shard_of("ns_demo0003", 2)
 FEATURES_ARGS = ["--shard", str(FEATURES_SHARD), "--total-shards", "2"]
+# A namespace with a TTL, far enough away that MixpeekNamespaceExpiringSoon stays quiet.
+EXPIRING_NAMESPACE = "demo_catalog"
+EXPIRES_IN = dt.timedelta(days=30)
 
 # README metrics that exist only under a condition, and what in the setup provides it.
 CONDITIONAL = {
@@ -56,6 +58,9 @@ CONDITIONAL = {
     "mixpeek_exporter_discovery_up": "features exporter: discovery.enabled",
     "mixpeek_exporter_discovery_last_success_timestamp_seconds":
         "features exporter: discovery.enabled",
+    "mixpeek_exporter_discovery_limit_reached": "features exporter: discovery.enabled",
+    "mixpeek_namespace_expiry_timestamp_seconds":
+        f"{EXPIRING_NAMESPACE} has an expires_at (set through the simulator's control API)",
     "mixpeek_exporter_stats_batch_available":
         "features exporter: counts_source stats_batch, simulator --no-stats-batch",
     "mixpeek_exporter_shard_ordinal": "features exporter: --total-shards 2",
@@ -80,6 +85,8 @@ def monitored_stack(interval: float = 1.0
     """The simulator, the main exporter and the features exporter, all running."""
     with ExitStack() as stack:
         sim = stack.enter_context(SimulatorProcess(api_key=API_KEY, extra_args=SIM_ARGS))
+        expires = (dt.datetime.now(dt.UTC) + EXPIRES_IN).isoformat().replace("+00:00", "Z")
+        sim.patch(EXPIRING_NAMESPACE, {"expires_at": expires})
         main = stack.enter_context(ExporterProcess(main_config(sim.url, interval),
                                                    api_key=API_KEY))
         features = stack.enter_context(ExporterProcess(
@@ -212,5 +219,22 @@ def test_readme_documents_every_exporter_metric(exposition: Exposition) -> None:
 
 
 def test_conditional_list_is_current() -> None:
-    """Every exception named here is a documented metric (no stale entries)."""
-    assert set(CONDITIONAL) <= set(readme_metric_table())
+    """Every exception named here is a catalogued, documented metric (no stale entries)."""
+    assert set(CONDITIONAL) <= set(sample_names()) & set(readme_metric_table())
+
+
+# The operator fields of API 0.82 (issue 12) and the parser's unusable-field count: each has an
+# alert and a dashboard panel (and, through the tests above, a README row and a real series).
+OPERATOR_FAMILIES = {
+    "mixpeek_namespace_ready", "mixpeek_namespace_document_count_complete",
+    "mixpeek_namespace_expiry_timestamp_seconds", "mixpeek_namespace_invalid_fields",
+}
+
+
+def test_operator_families_have_an_alert_and_a_panel() -> None:
+    where = referenced_metrics()
+    for name in sorted(OPERATOR_FAMILIES):
+        uses = where.get(name, set())
+        assert any(u.startswith("alert ") for u in uses), f"{name}: no alert uses it"
+        assert any(u.startswith("panel ") for u in uses), f"{name}: no dashboard panel shows it"
+    assert "clone_status" in referenced_labels()

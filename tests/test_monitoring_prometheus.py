@@ -18,108 +18,27 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from tests.harness import ExporterProcess, SimulatorProcess, free_port, http, wait_until
+from tests.harness import ExporterProcess, SimulatorProcess, wait_until
+from tests.monitoring_stack import JOB, MON, PrometheusProcess, prometheus_config
 from tests.test_monitoring_names import (
     CONDITIONAL,
     MISSING_NAMESPACE,
     monitored_stack,
     readme_metric_table,
 )
-from tests.tooling import require_tool
-
-ROOT = Path(__file__).resolve().parent.parent
-MON = ROOT / "monitoring"
-sys.path.insert(0, str(ROOT / "tools" / "dashcheck"))
-import alertrules  # noqa: E402
-import dashcheck  # noqa: E402
+from tools.dashcheck import alertrules, dashcheck
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.e2e]
 
-JOB = "mixpeek-exporter"
 # The real windows stay; only the waits before firing shrink, so that the test's few seconds of
 # history behave like the production minutes.
 FAST_KNOBS = {"documents_drop_for": "2s", "poll_failing_for": "3s"}
 DEADLINE = 40.0  # Prometheus's first scrape alone takes ~6 s
-
-
-class PrometheusProcess:
-    """``prometheus`` on a free loopback port with a throw-away data directory."""
-
-    def __init__(self, config: dict[str, Any], rules_text: str) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="mixpeek-prom-")
-        self.dir = Path(self._tmp.name)
-        (self.dir / "alerts.yaml").write_text(rules_text)
-        config["rule_files"] = [str(self.dir / "alerts.yaml")]
-        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> PrometheusProcess:
-        self._log = open(self.dir / "prometheus.log", "wb")  # closed in __exit__
-        self.proc = subprocess.Popen(
-            [require_tool("prometheus"), f"--config.file={self.dir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={self.dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self._log, stderr=subprocess.STDOUT)
-        wait_until(self._ready, 20, 0.1, what=f"prometheus ready on {self.url}")
-        return self
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"prometheus exited {self.proc.returncode}: {self.log_text()}")
-        return http("GET", self.url + "/-/ready", timeout=2)[0] == 200
-
-    def log_text(self) -> str:
-        return (self.dir / "prometheus.log").read_text(errors="replace")
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self._log.close()
-        self._tmp.cleanup()
-
-    def api(self, path: str, **params: str) -> Any:
-        url = f"{self.url}/api/v1/{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        status, _, body = http("GET", url, timeout=10)
-        data = json.loads(body)
-        assert status == 200 and data["status"] == "success", f"{path} {params}: {body!r}"
-        return data["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        return self.api("query", query=expr)["result"]
-
-    def alerts(self, name: str, state: str | None = None, **labels: str) -> list[dict[str, Any]]:
-        return [a for a in self.api("alerts")["alerts"]
-                if a["labels"]["alertname"] == name and (state is None or a["state"] == state)
-                and all(a["labels"].get(k) == v for k, v in labels.items())]
-
-
-def prometheus_config(targets: list[str]) -> dict[str, Any]:
-    """monitoring/prometheus.yml, sped up and pointed at the test's exporters."""
-    cfg = yaml.safe_load((MON / "prometheus.yml").read_text())
-    cfg["global"].update({"scrape_interval": "1s", "evaluation_interval": "1s"})
-    job = next(j for j in cfg["scrape_configs"] if j["job_name"] == JOB)
-    job.update({"scrape_interval": "1s", "scrape_timeout": "1s",
-                "static_configs": [{"targets": targets}]})
-    return cfg
 
 
 Stack = tuple[SimulatorProcess, ExporterProcess, PrometheusProcess]

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.tooling import require_tool
+from tools.dashcheck import alertrules
 
 ROOT = Path(__file__).resolve().parent.parent
 MON = ROOT / "monitoring"
@@ -24,13 +25,14 @@ RULE_TESTS = MON / "alerts.test.yaml"
 PROM_CONFIG = MON / "prometheus.yml"
 README = ROOT / "README.md"
 
-sys.path.insert(0, str(ROOT / "tools" / "dashcheck"))
-import alertrules  # noqa: E402
 
 REQUIRED_ALERTS = {
     "MixpeekNamespaceDocumentsDropped", "MixpeekNamespaceDocumentsStalled",
     "MixpeekNamespacePollFailing", "MixpeekNamespaceDataStale", "MixpeekAuthFailing",
     "MixpeekRateLimited", "MixpeekExporterDown",
+    # the operator fields of API 0.82 (issue 12) and the fields the parser could not use
+    "MixpeekNamespaceNotReady", "MixpeekNamespaceExpiringSoon",
+    "MixpeekNamespaceDocumentCountDegraded", "MixpeekNamespaceInvalidFields",
 }
 # Alerts about the exporter as a whole carry no namespace labels to name.
 TARGET_ALERTS = {"MixpeekExporterDown"}
@@ -197,8 +199,15 @@ def test_variant_substitutes_only_what_it_is_asked(tmp_path: Path) -> None:
     assert "[2m]" in rules["MixpeekNamespaceDocumentsStalled"]["expr"]
     assert "offset 2m" in rules["MixpeekNamespaceDocumentsStalled"]["expr"]
     assert rules["MixpeekAuthFailing"]["for"] == "5m"
-    with pytest.raises(KeyError):
+    with pytest.raises(alertrules.KnobError, match="unknown knob 'no_such_knob'"):
         alertrules.render_variant(text, {"no_such_knob": "1"})
+    # Setting one knob to another's old value does not let the second substitution hit it.
+    out = yaml.safe_load(alertrules.render_variant(text, {"documents_drop_for": "30m",
+                                                           "documents_drop_window": "1h"}))
+    dropped = next(r for r in alertrules.alert_rules(out)
+                   if r["alert"] == "MixpeekNamespaceDocumentsDropped")
+    assert dropped["for"] == "30m"
+    assert dropped["expr"].count("[1h]") == 2 and "[30m]" not in dropped["expr"]
     (tmp_path / "v.yaml").write_text(alertrules.render_variant(text, {"poll_failing_for": "3s"}))
     res = _promtool("check", "rules", str(tmp_path / "v.yaml"))
     assert res.returncode == 0, res.stdout + res.stderr
@@ -234,5 +243,66 @@ def test_yaml_lint() -> None:
     conf = ("{extends: default, rules: {line-length: disable, document-start: disable, "
             "comments: {min-spaces-from-content: 1}}}")
     with pytest.raises(SystemExit) as exc:
-        yamllint.run(["-s", "-d", conf, str(RULES), str(RULE_TESTS), str(PROM_CONFIG)])
+        yamllint.run(["-s", "-d", conf, str(RULES), str(RULE_TESTS), str(PROM_CONFIG),
+                      str(MON / "alertmanager.yml")])
     assert exc.value.code == 0
+
+
+# ---------------------------------------------------------------------------- the knob CLI
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "dashcheck" / "alertrules.py"),
+                           *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("arg", "why"), [
+    ("bogus=1", "unknown knob 'bogus'; known: auth_for, "),
+    ("documents_drop_ratio=abc", "not a ratio in (0, 1]"),
+    ("documents_drop_ratio=0", "not a ratio in (0, 1]"),
+    ("documents_drop_ratio=1.5", "not a ratio in (0, 1]"),
+    ("rate_limited_failures=2.5", "not a whole number >= 0"),
+    ("rate_limited_failures=-1", "not a whole number >= 0"),
+    ("stale_after_seconds=soon", "not a number of seconds > 0"),
+    ("documents_drop_window=30 minutes", "not a Prometheus duration"),
+    ("documents_drop_window=5M", "not a Prometheus duration"),
+    ("documents_drop_window=0s", "a window must be longer than 0"),
+    ("exporter_job=mixpeek", "not one label matcher"),
+    ("documents_drop_ratio", "expected KNOB=VALUE"),
+])
+def test_knob_cli_refuses_bad_names_and_values_in_one_line(arg: str, why: str) -> None:
+    """Exit 2, nothing on stdout (so `> rules.yaml` never gets a broken rule file), and one
+    line on stderr naming the argument and what is wrong with it."""
+    res = _cli("--set", arg)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert f"--set {arg}" in lines[0] and why in lines[0], lines[0]
+
+
+def test_knob_cli_renders_valid_values(tmp_path: Path) -> None:
+    res = _cli("--set", "documents_drop_ratio=0.25", "--set", "documents_drop_for=0s",
+               "--set", "rate_limited_failures=0", "--set", "stale_after_seconds=1800",
+               "--set", "stall_window=1d12h", "--set", 'exporter_job=job=~"mixpeek.*"')
+    assert res.returncode == 0, res.stderr
+    rules = {r["alert"]: r for r in alertrules.alert_rules(yaml.safe_load(res.stdout))}
+    assert "> 0.25" in rules["MixpeekNamespaceDocumentsDropped"]["expr"]
+    assert rules["MixpeekNamespaceDocumentsDropped"]["for"] == "0s"
+    assert "> 1800" in rules["MixpeekNamespaceDataStale"]["expr"]
+    assert "offset 1d12h" in rules["MixpeekNamespaceDocumentsStalled"]["expr"]
+    assert 'up{job=~"mixpeek.*"}' in rules["MixpeekExporterDown"]["expr"]
+    (tmp_path / "tuned.yaml").write_text(res.stdout)
+    check = _promtool("check", "rules", str(tmp_path / "tuned.yaml"))
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_knob_cli_unreadable_rules_file_is_one_line(tmp_path: Path) -> None:
+    res = _cli(str(tmp_path / "missing.yaml"), "--list")
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "missing.yaml" in res.stderr
+
+
+def test_every_knob_has_a_checkable_kind() -> None:
+    kinds = {t.knob: alertrules.knob_kind(t.knob, t.value)
+             for t in alertrules.parse_tunables(RULES.read_text())}
+    assert None not in kinds.values(), kinds

@@ -1,6 +1,7 @@
-"""Configuration reload without a restart, end to end: SIGHUP and POST /-/reload re-read the
-config file and the key file; a bad new config is refused and the old one keeps running; the
-reload metrics say what happened; namespaces come and go."""
+"""Configuration reload without a restart: the diff of two configurations as a pure function,
+then end to end: SIGHUP and POST /-/reload (with --web.enable-lifecycle) re-read the config file
+and the key file; a bad new config is refused and the old one keeps running; the reload metrics
+say what happened; namespaces come and go."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from exporter.reload import Plan, plan
+from exporter.settings.schema import Config, DiscoveryConfig, MixpeekConfig, PollConfig
+from exporter.settings.secrets import Credentials, Secret
 from tests.harness import (
     ExporterProcess,
     SimulatorProcess,
@@ -21,8 +25,8 @@ from tests.harness import (
     wait_until,
 )
 
-pytestmark = pytest.mark.e2e
-
+e2e = pytest.mark.e2e
+LIFECYCLE = ["--web.enable-lifecycle"]
 K1 = "sk_live_rotation_one_11111111"
 K2 = "sk_live_rotation_two_22222222"
 K3 = "sk_live_rotation_three_333333"
@@ -31,6 +35,41 @@ MEDIA = {"namespace_name": "demo_media"}
 ARCHIVE = {"namespace_name": "demo_archive"}
 OK_NAME = "mixpeek_exporter_config_last_reload_successful"
 TS_NAME = "mixpeek_exporter_config_last_reload_success_timestamp_seconds"
+
+
+# -- the diff ---------------------------------------------------------------------------------
+
+BASE = Config(namespaces=["demo_catalog"])
+CREDS = Credentials(Secret(K1), "env MIXPEEK_API_KEY")
+NOTHING = Plan(new_client=False, new_key=False, relist=False, interval=None, stale_after=None)
+
+
+@pytest.mark.parametrize(("new", "creds", "expected"), [
+    (BASE, CREDS, NOTHING),
+    (Config(namespaces=["demo_media"]), CREDS, NOTHING),  # the set is applied, not planned
+    (BASE, Credentials(Secret(K2), "file /k"), Plan(False, True, False, None, None)),
+    (Config(mixpeek=MixpeekConfig(timeout_seconds=3), namespaces=["demo_catalog"]),
+     Credentials(Secret(K2), "env"), Plan(True, False, False, None, None)),
+    (Config(poll=PollConfig(interval_seconds=30), namespaces=["demo_catalog"]), CREDS,
+     Plan(False, False, False, 30.0, 150.0)),
+    (Config(poll=PollConfig(interval_seconds=60, stale_after_seconds=900),
+            namespaces=["demo_catalog"]), CREDS, Plan(False, False, False, None, 900.0)),
+    (Config(discovery=DiscoveryConfig(enabled=True), namespaces=["demo_catalog"]), CREDS,
+     Plan(False, False, True, None, None)),
+])
+def test_plan_is_the_difference(new: Config, creds: Credentials, expected: Plan) -> None:
+    assert plan(BASE, CREDS, new, creds) == expected
+
+
+def test_plan_relists_only_when_discovery_stays_on_and_changed() -> None:
+    on = Config(discovery=DiscoveryConfig(enabled=True, include=["^a"]))
+    assert plan(on, CREDS, on, CREDS).relist is False
+    other = Config(discovery=DiscoveryConfig(enabled=True, include=["^b"]))
+    assert plan(on, CREDS, other, CREDS).relist is True
+    assert plan(on, CREDS, BASE, CREDS).relist is False  # turned off: forgotten, not listed
+
+
+# -- end to end ---------------------------------------------------------------------------------
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -49,12 +88,13 @@ def wait_up(e: ExporterProcess, value: float, timeout: float = 10, **labels: str
     e.wait_for_sample("mixpeek_namespace_up", lambda v: v == value, timeout=timeout, **labels)
 
 
+@e2e
 def test_rotated_key_file_is_picked_up_by_sighup_and_post(tmp_path: Path) -> None:
     keyfile = tmp_path / "api-key"
     keyfile.write_text(K1 + "\n")
     with SimulatorProcess(api_key=K1) as sim:
         cfg = exporter_config(sim.url, ["demo_catalog", "demo_media"], api_key_file=str(keyfile))
-        with ExporterProcess(cfg) as e:  # no key in the environment at all
+        with ExporterProcess(cfg, extra_args=LIFECYCLE) as e:  # no key in the environment
             e.wait_ready()
             wait_up(e, 1, **CATALOG)
             t0 = sample(e.metrics(), TS_NAME)
@@ -88,10 +128,11 @@ def test_rotated_key_file_is_picked_up_by_sighup_and_post(tmp_path: Path) -> Non
         assert key not in log and key[10:] not in log
 
 
+@e2e
 def test_bad_reloads_are_refused_and_the_old_config_keeps_running(tmp_path: Path) -> None:
     with SimulatorProcess(api_key=K1) as sim:
         good = exporter_config(sim.url, ["demo_catalog", "demo_media"])
-        with ExporterProcess(good, api_key=K1) as e:
+        with ExporterProcess(good, api_key=K1, extra_args=LIFECYCLE) as e:
             e.wait_ready()
             wait_up(e, 1, **CATALOG)
             t0 = sample(e.metrics(), TS_NAME)
@@ -139,10 +180,11 @@ def test_bad_reloads_are_refused_and_the_old_config_keeps_running(tmp_path: Path
     assert "Traceback" not in log
 
 
+@e2e
 def test_namespaces_added_and_removed_and_settings_changed(tmp_path: Path) -> None:
     with SimulatorProcess(api_key=K1) as sim:
         cfg = exporter_config(sim.url, ["demo_catalog", "demo_media"])
-        with ExporterProcess(cfg, api_key=K1) as e:
+        with ExporterProcess(cfg, api_key=K1, extra_args=LIFECYCLE) as e:
             e.wait_ready()
             wait_up(e, 1, **CATALOG)
             assert sample(e.metrics(), "mixpeek_namespace_documents", **CATALOG) is not None
@@ -169,11 +211,12 @@ def test_namespaces_added_and_removed_and_settings_changed(tmp_path: Path) -> No
             assert sim.state()["requests"].get("401", 0) == 0
 
 
+@e2e
 def test_reload_storm_while_scraping() -> None:
     """Reloads racing each other (HTTP and SIGHUP) and scrapes: all answered, nothing breaks."""
     with SimulatorProcess(api_key=K1) as sim:
         cfg = exporter_config(sim.url, ["demo_catalog", "demo_media"])
-        with ExporterProcess(cfg, api_key=K1) as e:
+        with ExporterProcess(cfg, api_key=K1, extra_args=LIFECYCLE) as e:
             e.wait_ready()
             stop = threading.Event()
             scrape_failures: list[Any] = []

@@ -8,8 +8,7 @@ from earlier renders.
 
 from __future__ import annotations
 
-import gzip
-import zlib
+import math
 from dataclasses import replace
 
 import pytest
@@ -21,16 +20,13 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.mixpeek.models import NamespaceValues
 from exporter.mixpeek.result import PollResult
-from exporter.render.families import (
-    FastRenderer,
-    Rendered,
-    _fmt,
-    render,
-    render_generic,
-    render_reference,
-)
-from exporter.state.store import ExporterValues, NamespaceState, Snapshot, Store
-from tests.test_metrics import NOW, build_store, golden_snapshot
+from exporter.render.fast import FastRenderer
+from exporter.render.gzip import Rendered
+from exporter.render.lines import Unrenderable, format_value
+from exporter.state.snapshot import ExporterValues, NamespaceState, Snapshot
+from exporter.state.store import Store
+from tests.golden_snapshot import NOW, build_store, golden_snapshot, values_for
+from tests.reference_render import render_generic, render_reference, whole
 
 # Label values as the API could send them; lone surrogates are tested apart (prometheus-client
 # cannot encode them at all).
@@ -53,7 +49,11 @@ def values(draw: st.DrawFn) -> NamespaceValues:
         feature_extractors=draw(COUNT), payload_indexes=draw(COUNT),
         created_timestamp=draw(TIMESTAMP), updated_timestamp=draw(TIMESTAMP),
         compute_tier=draw(LABEL), cluster_id=draw(LABEL), namespace_type=draw(LABEL),
-        mode=draw(LABEL))
+        mode=draw(LABEL), namespace_ready=draw(st.none() | st.booleans()),
+        document_count_complete=draw(st.none() | st.booleans()),
+        expires_timestamp=draw(TIMESTAMP), clone_status=draw(st.none() | LABEL),
+        invalid_fields=tuple(draw(st.lists(st.sampled_from(["document_count", "expires_at"]),
+                                           max_size=2, unique=True))))
 
 
 @st.composite
@@ -66,7 +66,8 @@ def states(draw: st.DrawFn) -> NamespaceState:
         identifier=draw(LABEL), namespace_id=draw(LABEL), namespace_name=draw(LABEL),
         values=vals, up=up,
         last_success=draw(st.none() | st.floats(NOW - 1000, NOW + 10)),
-        poll_duration=draw(DURATION), errors=tuple(sorted(errors)))
+        poll_duration=draw(DURATION), errors=tuple(sorted(errors)),
+        metadata_at=draw(st.none() | st.floats(NOW - 5000, NOW + 10)))
 
 
 @st.composite
@@ -82,6 +83,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
         exporter=ExporterValues(
             namespaces=draw(st.none() | st.integers(0, 10**6)),
             discovery_up=draw(st.none() | st.booleans()),
+            discovery_limit_reached=draw(st.none() | st.booleans()),
             poll_interval=draw(st.none() | st.floats(1, 1e6))),
         version_labels=(draw(LABEL), "3.11.7"))
 
@@ -93,17 +95,21 @@ def families(text: str, openmetrics: bool) -> list[tuple[str, str, str, list[obj
             for f in parse(text)]
 
 
+def render(snap: Snapshot, now: float) -> Rendered:
+    return FastRenderer()(snap, now)
+
+
 def assert_same(fast: Rendered, snap: Snapshot, now: float) -> None:
     text, om = render_generic(snap, now)
     assert fast.text == text
-    assert fast.openmetrics + b"# EOF\n" == om
+    fast_om = whole(fast, openmetrics=True)
+    assert fast_om + b"# EOF\n" == om
     # Same bytes implies the same parse; parsing anyway guards the parsers' view of escaping.
     # (The OpenMetrics parser rejects two namespaces with the same labels, whoever renders.)
     labels = [(s.namespace_id, s.namespace_name) for s in snap.namespaces]
     assert families(fast.text.decode(), False) == families(text.decode(), False)
     if len(set(labels)) == len(labels):
-        assert families((fast.openmetrics + b"# EOF\n").decode(), True) == families(
-            om.decode(), True)
+        assert families((fast_om + b"# EOF\n").decode(), True) == families(om.decode(), True)
 
 
 def test_golden_snapshot_is_byte_identical() -> None:
@@ -147,7 +153,8 @@ def test_incremental_renders_match_a_fresh_render(data: st.DataObject) -> None:
             i = data.draw(st.integers(0, len(ns) - 1))
             old = ns[i]
             field = data.draw(st.sampled_from(["poll_duration", "up", "last_success",
-                                               "errors", "values", "value", "none"]))
+                                               "metadata_at", "errors", "values", "value",
+                                               "none"]))
             if field == "poll_duration":
                 ns[i] = replace(old, poll_duration=data.draw(DURATION))
             elif field == "up":
@@ -155,6 +162,8 @@ def test_incremental_renders_match_a_fresh_render(data: st.DataObject) -> None:
             elif field == "last_success":
                 ns[i] = replace(old, last_success=data.draw(
                     st.none() | st.floats(NOW - 1000, NOW + 10)))
+            elif field == "metadata_at":
+                ns[i] = replace(old, metadata_at=data.draw(st.none() | st.floats(0, 2e9)))
             elif field == "errors":
                 ns[i] = replace(old, errors=(*old.errors, ("zzz_new", 1)))
             elif field == "values":
@@ -162,8 +171,14 @@ def test_incremental_renders_match_a_fresh_render(data: st.DataObject) -> None:
             elif field == "value" and old.values is not None:
                 attr = data.draw(st.sampled_from(
                     ["documents", "objects", "autoscaling_enabled", "created_timestamp",
-                     "compute_tier", "mode"]))
-                new = data.draw(LABEL if attr in ("compute_tier", "mode") else COUNT)
+                     "compute_tier", "mode", "clone_status", "namespace_ready",
+                     "expires_timestamp", "invalid_fields"]))
+                if attr in ("compute_tier", "mode", "clone_status"):
+                    new = data.draw(LABEL)
+                elif attr == "invalid_fields":
+                    new = data.draw(st.sampled_from([(), ("objects",), ("a", "b")]))
+                else:
+                    new = data.draw(COUNT)
                 ns[i] = replace(old, values=replace(old.values, **{attr: new}))
             else:
                 ns[i] = replace(old)  # equal, but another object
@@ -171,19 +186,29 @@ def test_incremental_renders_match_a_fresh_render(data: st.DataObject) -> None:
         assert_same(renderer(snap, now), snap, now)
 
 
+def reused(before: Rendered, after: Rendered) -> int:
+    """Pieces of ``after`` that are the very objects of ``before`` (a block reused)."""
+    old = {id(p) for p in before.text_pieces}
+    return sum(id(p) in old for p in after.text_pieces)
+
+
 def test_unchanged_blocks_are_reused_and_changed_ones_rerendered() -> None:
     store = Store([f"ns_{i:04d}" for i in range(10)], stale_after=300)
     renderer = FastRenderer(block_size=4)  # blocks: 4 + 4 + 2 namespaces
     snap = store.snapshot()
-    renderer(snap, NOW)
-    assert renderer.blocks_rendered == 3
-    renderer(snap, NOW + 1)
-    assert renderer.blocks_rendered == 3  # nothing changed: nothing rendered
+    first = renderer(snap, NOW)
+    again = renderer(snap, NOW + 1)
+    assert again.text_pieces == first.text_pieces
+    assert reused(first, again) == len(first.text_pieces)  # nothing changed: nothing rendered
     store.apply(PollResult("ns_0005", None, "timeout", "t", None, 1, 1.0), now=NOW)
     snap2 = store.snapshot()
     r = renderer(snap2, NOW + 2)
-    assert renderer.blocks_rendered == 4  # only the block holding ns_0005
     assert_same(r, snap2, NOW + 2)
+    # Per family: a header piece and one piece per block; the tail last. Only the middle
+    # block's pieces of the families printing what changed (up, poll duration, errors) are new.
+    old = {id(p) for p in first.text_pieces}
+    new = [i for i, p in enumerate(r.text_pieces[:-1]) if id(p) not in old]
+    assert len(new) == 3 and all(i % 4 == 2 for i in new), new
 
 
 def test_stale_values_rerender_their_block_at_the_deadline() -> None:
@@ -199,11 +224,6 @@ def test_stale_values_rerender_their_block_at_the_deadline() -> None:
     assert b'mixpeek_namespace_up{namespace_id="ns_a"' in r.text
     assert r.next_expiry is None
     assert_same(r, snap, NOW + 100.5)
-
-
-def values_for(ns_id: str, documents: int | None) -> NamespaceValues:
-    return NamespaceValues(ns_id, "name_" + ns_id, documents, 1, 2, 3, 4, True, False, 5, 6,
-                           1.7e9, 1.75e9, "shared", "", "standard", "")
 
 
 def test_404_and_null_counts_match_reference() -> None:
@@ -232,23 +252,18 @@ def test_lone_surrogate_does_not_break_the_exposition() -> None:
     families(text, False)
 
 
-@pytest.mark.parametrize("openmetrics", [False, True])
-@pytest.mark.parametrize("tail", [b"", b"# live\nprocess_x 1.0\n" * 50])
-def test_gzip_body_is_one_member_holding_the_plain_body(openmetrics: bool, tail: bytes) -> None:
-    renderer = FastRenderer(block_size=2)
-    store = build_store()
-    r = renderer(store.snapshot(), NOW)
-    body = r.body(openmetrics, True, tail)
-    d = zlib.decompressobj(wbits=31)  # one gzip member, as a client that ignores more reads
-    plain = d.decompress(body) + d.flush()
-    assert d.eof and d.unused_data == b""
-    assert plain == r.body(openmetrics, False, tail)
-    assert gzip.decompress(body) == plain
-
-
-@given(st.integers(0, 2**64) | st.floats(allow_nan=True) | st.booleans())
-def test_value_formatting_is_floattogostring(v: float) -> None:
-    assert _fmt(v) == floatToGoString(v)
+@given(st.integers(-(2**64), 2**64) | st.integers(10**300, 10**320) | st.floats(allow_nan=True)
+       | st.booleans())
+def test_value_formatting_is_floattogostring_for_finite_numbers(v: float) -> None:
+    try:
+        finite = math.isfinite(float(v))
+    except OverflowError:
+        finite = False
+    if finite:
+        assert format_value(v) == floatToGoString(v)
+    else:  # NaN, infinities, integers past float range: no exposition form
+        with pytest.raises(Unrenderable):
+            format_value(v)
 
 
 CHANGES = {
@@ -259,6 +274,12 @@ CHANGES = {
     "cluster_id": lambda s: replace(s, values=replace(s.values, cluster_id="c2")),
     "mode": lambda s: replace(s, values=replace(s.values, mode="live")),
     "namespace_type": lambda s: replace(s, values=replace(s.values, namespace_type="x")),
+    "clone_status": lambda s: replace(s, values=replace(s.values, clone_status="cloning")),
+    "ready": lambda s: replace(s, values=replace(s.values, namespace_ready=False)),
+    "complete": lambda s: replace(s, values=replace(s.values, document_count_complete=True)),
+    "expiry": lambda s: replace(s, values=replace(s.values, expires_timestamp=2e9)),
+    "invalid_fields": lambda s: replace(s, values=replace(s.values, invalid_fields=("x",))),
+    "metadata_at": lambda s: replace(s, metadata_at=NOW - 3),
     "values gone": lambda s: replace(s, values=None),
     "up": lambda s: replace(s, up=False),
     "never polled": lambda s: replace(s, up=None),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.polling.targets import select, shard_from_hostname, shard_of
-from exporter.settings.schema import parse_config
 from tests.harness import ExporterProcess, SimulatorProcess, exporter_config, sample, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +35,21 @@ def test_discovery_follows_both_pagination_shapes(api_key: str, shape: str) -> N
         assert sim.state()["requests"]["list"] % 4 == 0
 
 
+def test_discovery_stops_at_max_namespaces_and_says_so(api_key: str) -> None:
+    with SimulatorProcess(api_key=api_key, namespaces=23) as sim, \
+            ExporterProcess(discovery_config(sim.url, max_namespaces=10), api_key=api_key) as e:
+        wait_until(lambda: len(up_names(e)) == 10, 15, what="the first 10 listed, up")
+        # Every refresh stops in its second page (7 per page); the log says it once.
+        wait_until(lambda: sim.state()["requests"]["list"] >= 6, 15, what="three refreshes")
+        m = e.metrics()
+        assert sample(m, "mixpeek_exporter_namespaces") == 10
+        assert sample(m, "mixpeek_exporter_discovery_up") == 1
+        log = e.log_text()
+        assert log.count("namespace discovery stopped at discovery.max_namespaces") == 1
+        assert "max_namespaces=10" in log
+        assert sample(m, "mixpeek_exporter_discovery_limit_reached") == 1
+
+
 def test_discovery_filters_and_vanishing_namespaces(api_key: str) -> None:
     with SimulatorProcess(api_key=api_key, namespaces=12) as sim:
         cfg = discovery_config(sim.url, include=["^sim_namespace_", "^demo_"],
@@ -63,36 +76,85 @@ def test_budget_spreads_polls_and_says_so(api_key: str) -> None:
         names = [d["namespace_name"] for d in sim.state()["namespaces"].values()]
         cfg = exporter_config(sim.url, names, max_requests_per_minute=120)
         with ExporterProcess(cfg, api_key=api_key) as e:
-            e.wait_ready(timeout=20)
+            e.wait_for_sample("mixpeek_exporter_poll_cycle_duration_seconds",
+                              lambda v: v is not None, timeout=30)
             m = e.metrics()
             assert sample(m, "mixpeek_exporter_poll_interval_seconds") == 6.0
-            assert sample(m, "mixpeek_exporter_poll_cycle_duration_seconds") >= 4.0
             log = e.log_text()
             assert "request budget cannot poll every namespace" in log
             assert "effective_interval_seconds=6.0" in log and "requests_per_cycle=12" in log
             # Paced by our own bucket, the simulator's limiter never has to refuse us.
             assert "429" not in sim.state()["requests"]
+            assert sim.stats()["rate_limit"]["refused"] == 0
             assert sample(m, "mixpeek_api_requests_total", status="429") is None
 
 
-def test_stats_batch_costs_n_over_100_requests(api_key: str) -> None:
+def series(e: ExporterProcess, name: str) -> dict[tuple[str, str], float]:
+    return {(lbl["namespace_id"], lbl["namespace_name"]): v
+            for lbl, v in e.metrics().get(name, [])}
+
+
+def test_counts_come_from_stats_batch_in_the_first_cycle_names_resolved_by_listing(
+        api_key: str) -> None:
     with SimulatorProcess(api_key=api_key, namespaces=250) as sim:
-        ids = sorted(sim.state()["namespaces"])
-        cfg = exporter_config(sim.url, ids, max_concurrency=8)
+        served = sim.state()["namespaces"]
+        ids = sorted(served)
+        # 200 configured by id, 50 by name: one listing completes both kinds of labels.
+        configured = ids[:200] + [served[i]["namespace_name"] for i in ids[200:]]
+        cfg = exporter_config(sim.url, configured, max_concurrency=8)
         cfg["poll"].update(counts_source="stats_batch", metadata_interval_seconds=3600)
         with ExporterProcess(cfg, api_key=api_key) as e:
             e.wait_ready(timeout=30)
-            first = sim.state()["requests"]
-            assert first["get_namespace"] == 250
+            first = sim.stats()["requests"]
+            # Ready means every namespace has its count, and no Get Namespace was needed for
+            # it: 3 pages of the listing (100 a page), then 3 batches.
+            assert first.get("get_namespace", 0) == 0
+            assert first["list"] == 3 and first["stats_batch"] == 3
+            docs = series(e, "mixpeek_namespace_documents")
+            expected = {(i, served[i]["namespace_name"]): served[i]["document_count"]
+                        for i in ids if served[i]["document_count"] is not None}
+            assert docs == expected, "every count, under complete labels, from the start"
             sim.patch("ns_00000100", {"document_count": 4242})
             e.wait_for_sample("mixpeek_namespace_documents", lambda v: v == 4242, timeout=15,
                               namespace_id="ns_00000100")
-            later = sim.state()["requests"]
-            assert later["get_namespace"] == 250, "metadata is not due again for an hour"
-            assert later["stats_batch"] >= 3
-            m = e.metrics()
-            assert sample(m, "mixpeek_namespace_max_concurrent_jobs",
-                          namespace_id="ns_00000100") == 10
+            later = sim.stats()["requests"]
+            assert later.get("get_namespace", 0) <= 1, "metadata is spread over an hour"
+            assert later["list"] == 3, "names are resolved once"
+
+
+def test_metadata_is_spread_and_published_with_its_refresh_time(api_key: str) -> None:
+    with SimulatorProcess(api_key=api_key, namespaces=20) as sim:
+        ids = sorted(sim.state()["namespaces"])
+        cfg = exporter_config(sim.url, ids)
+        # 20 namespaces, a cycle every second, metadata every 10 s: about 2 a cycle.
+        cfg["poll"].update(counts_source="stats_batch", metadata_interval_seconds=10)
+        with ExporterProcess(cfg, api_key=api_key) as e:
+            wait_until(lambda: len(e.metrics().get(
+                "mixpeek_namespace_metadata_last_refresh_timestamp_seconds", [])) == 20, 30,
+                what="every namespace's metadata refreshed once")
+            got = sim.stats()["requests"]
+            # Spread over the cycles of a metadata interval (two a cycle), not 20 at once; and
+            # each namespace once, oldest first, not the same ones again.
+            assert got["stats_batch"] >= 8, got
+            assert 20 <= got["get_namespace"] <= 24, got
+            assert sample(e.metrics(), "mixpeek_namespace_max_concurrent_jobs",
+                          namespace_id=ids[-1]) == 10
+
+
+def test_an_unlimited_budget_learns_the_stated_limit_instead_of_a_429_storm(
+        api_key: str) -> None:
+    # 600 a minute allowed; no budget configured; 1,000 namespaces polled one by one as fast
+    # as 16 threads go: without pacing, request 601 would come within a second or two.
+    with SimulatorProcess(api_key=api_key, namespaces=1000,
+                          extra_args=["--rate-limit-rpm", "600"]) as sim:
+        ids = sorted(sim.state()["namespaces"])
+        cfg = exporter_config(sim.url, ids, max_concurrency=16, max_retries=2)
+        with ExporterProcess(cfg, api_key=api_key) as e:
+            wait_until(lambda: sim.stats()["requests"].get("get_namespace", 0) >= 120, 60,
+                       what="120 polls")
+            assert "the API states its rate limit" in e.log_text()
+        limit = sim.stats()["rate_limit"]
+        assert limit["refused"] <= 1, limit
 
 
 def test_stats_batch_falls_back_on_older_api(api_key: str) -> None:
@@ -127,18 +189,6 @@ def test_shards_partition_every_namespace_exactly_once(api_key: str) -> None:
         assert set().union(*seen) == all_names
         assert sum(len(s) for s in seen) == len(all_names)
         assert all(seen), "md5 spreads 30 namespaces over every shard"
-
-
-def test_shard_selection_is_a_partition() -> None:
-    cfg = parse_config("discovery: {enabled: true}\n", environ={})
-    found = [(f"ns_{i:06d}", f"name_{i}") for i in range(1000)]
-    for total in (1, 2, 5):
-        picked = [t.identifier for s in range(total) for t in select(cfg, found, s, total)]
-        assert sorted(picked) == sorted(i for i, _ in found)
-    assert shard_of("ns_000001", 7) == shard_of("ns_000001", 7)
-    assert shard_from_hostname("mixpeek-exporter-3") == 3
-    with pytest.raises(ValueError, match="StatefulSet-style hostname"):
-        shard_from_hostname("laptop")
 
 
 def test_bad_shard_flags_are_refused(tmp_path) -> None:

@@ -18,10 +18,13 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from exporter.mixpeek.models import NamespaceValues
 from exporter.mixpeek.result import PollResult
 from exporter.render.cache import ExpositionCache
-from exporter.render.families import FastRenderer, Rendered
-from exporter.state.store import Snapshot, Store
+from exporter.render.fast import FastRenderer
+from exporter.render.gzip import Rendered
+from exporter.state.snapshot import Snapshot
+from exporter.state.store import Store
 from exporter.web.server import Endpoints, MetricsServer, serve
 from tests.harness import parse_metrics, wait_until
+from tests.reference_render import whole
 
 TEXT = "text/plain; version=0.0.4"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -40,9 +43,16 @@ class CountingRenderer:
     def __init__(self) -> None:
         self.inner = FastRenderer(block_size=8)
         self.calls = 0
+        # Set by a test to hold the next render until released: an event, not a timing.
+        self.hold: threading.Event | None = None
+        self.holding = threading.Event()
 
     def __call__(self, snap: Snapshot, now: float) -> Rendered:
         self.calls += 1
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            self.holding.set()
+            hold.wait(30)
         return self.inner(snap, now)
 
 
@@ -118,15 +128,21 @@ def test_a_change_renders_once_for_many_scrapes(
     assert renderer.calls == calls <= 3
 
 
-def test_a_burst_of_results_is_coalesced(served: tuple[Served, CountingRenderer, Store]) -> None:
+def test_results_arriving_during_a_render_are_coalesced_into_one(
+        served: tuple[Served, CountingRenderer, Store]) -> None:
     s, renderer, store = served
     before = renderer.calls
-    for i in range(40):  # a poll cycle's worth of results, as fast as the store takes them
+    release = threading.Event()
+    renderer.hold = release
+    store.apply(ok("ns_00000", 1000))
+    assert renderer.holding.wait(30), "the change was never rendered"
+    for i in range(1, 40):  # the rest of a poll cycle's results, while that render runs
         store.apply(ok(f"ns_{i:05d}", 1000 + i))
+    release.set()
     wait_until(lambda: s.cache.snapshot is not None
                and s.cache.snapshot.version == store.version, what="the last result rendered")
-    # Far fewer renders than results; the exact number depends on scheduling.
-    assert renderer.calls - before <= 10
+    assert renderer.calls - before == 2  # the held render, then one for all 39 others
+    assert b'namespace_name="name_ns_00039"} 1039.0' in s.get()
 
 
 def test_concurrent_scrapes_get_complete_bodies_while_the_store_changes(
@@ -189,16 +205,16 @@ def test_concurrent_scrapes_get_complete_bodies_while_the_store_changes(
 def test_gzip_body_is_the_text_body_plus_live_metrics(openmetrics: bool) -> None:
     cache = ExpositionCache(filled(30))
     rendered = cache.render_now()
-    raw = cache.body(openmetrics, gz=True)
+    raw = bytes(cache.body(openmetrics, gz=True))
     d = zlib.decompressobj(wbits=31)
     plain = d.decompress(raw) + d.flush()
     assert d.eof and d.unused_data == b""  # one member: any gzip client reads all of it
-    cached = rendered.openmetrics if openmetrics else rendered.text
+    cached = whole(rendered, openmetrics)
     assert plain.startswith(cached)
     live = plain[len(cached):].decode()
     assert live.startswith("# HELP process_") or live.startswith("# HELP python_")
     assert "process_cpu_seconds" in live
     assert live.endswith("# EOF\n") == openmetrics
     # The plain body has the same shape: the same cached bytes, then live metrics.
-    assert cache.body(openmetrics, gz=False).startswith(cached)
+    assert bytes(cache.body(openmetrics, gz=False)).startswith(cached)
     assert cache.renders == 1

@@ -1,19 +1,22 @@
-"""The Mixpeek HTTP client: one Session, a total deadline per attempt, a size cap, and the only
-layer that retries.
+"""The Mixpeek HTTP client: one Session, and one boundary per logical request.
 
-Every outcome becomes a ``PollResult`` with a ``reason`` from a fixed vocabulary; nothing in
-here raises to the caller, so a hostile or broken API cannot take a poll thread down. Error
-messages quote the API's error type and message (truncated, control characters removed) but
-never a request header, so the key cannot reach a log line through this module.
+``_call`` is that boundary: every attempt inside it (budget, HTTP, size cap, JSON, model)
+ends in a ``Result`` with a ``reason`` from a closed set, whatever goes wrong, including
+exceptions nobody expected (``exporter_error``). So a hostile or broken API, or a bug, cannot
+take a poll thread down or leave a namespace without a verdict. Which outcomes are tried again
+is decided by ``exporter.mixpeek.retry``; this module only runs attempts and reports them.
+
+Every answer's ``X-RateLimit-*`` headers, and every 429, are reported to the request budget
+(exporter.ratelimit), which paces all requests by them; each request waits there with the
+``Priority`` its caller gives (counts before metadata before discovery).
+
+Messages quote the API's error type and message (bounded, one line) but never a request
+header, so the key cannot reach a log line through this module.
 """
 
 from __future__ import annotations
 
-import email.utils
-import json
 import logging
-import random
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,20 +25,33 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from requests.auth import AuthBase
 
 from exporter import __version__
+from exporter.mixpeek import limits, retry
+from exporter.mixpeek.auth import Bearer, UnsendableKey
 from exporter.mixpeek.deadline import DeadlineAdapter, total_deadline
+from exporter.mixpeek.errors import (
+    clean,
+    error_details,
+    error_text,
+    retry_after_hint,
+    short_exception,
+)
+from exporter.mixpeek.fields import decode_json
 from exporter.mixpeek.models import (
     InvalidResponse,
     ListPage,
     NamespaceCounts,
+    WrongNamespace,
+    check_identity,
     parse_list_page,
     parse_namespace,
     parse_stats_batch,
 )
-from exporter.mixpeek.result import PollResult, Result, V
-from exporter.ratelimit import TokenBucket
+from exporter.mixpeek.result import PollResult, Result, V, failure
+from exporter.mixpeek.retry import Outcome, RetryPolicy
+from exporter.ratelimit import Priority, TokenBucket
+from exporter.settings.identifiers import identifier_problem
 from exporter.settings.schema import MixpeekConfig
 from exporter.settings.secrets import Secret
 from exporter.state.stats import RequestStats
@@ -44,93 +60,27 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"mixpeek-exporter/{__version__} (+https://github.com/mixpeek-exporter)"
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-class _Bearer(AuthBase):
-    """Sets the header per request; as ``session.auth`` it also stops requests from looking
-    for ~/.netrc credentials, which would replace the header."""
-
-    def __init__(self, key: Secret) -> None:
-        self._key = key
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        r.headers["Authorization"] = "Bearer " + self._key.reveal()
-        return r
-
-    def __repr__(self) -> str:
-        return "_Bearer(***)"
-
-
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    body: Any = None
-    reason: str | None = None
-    message: str = ""
-    status: int | None = None
-    retry_after: float | None = None
-    retry: bool = False
-
-
-def clean(text: object, limit: int = 200) -> str:
-    """API-provided text made safe for a log line: one line, bounded."""
-    s = _CONTROL.sub(" ", str(text)).strip()
-    return s if len(s) <= limit else s[: limit - 3] + "..."
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait, from delta-seconds or an HTTP date; None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None or when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
 
 class UnsafeIdentifier(ValueError):
     pass
 
 
 def namespace_path(identifier: str) -> str:
-    """The identifier as one opaque path segment: '/', '?', '#' and '%' can't steer it."""
-    if not identifier or set(identifier) <= {"."}:
-        # '.' and '..' would be dot-segments whatever their encoding: requests normalises
-        # %2E back to '.', and the server would resolve the path upwards.
-        raise UnsafeIdentifier(f"namespace identifier {identifier!r} cannot be requested safely")
+    """The identifier as one opaque path segment: '/', '?', '#' and '%' can't steer it.
+    Raises UnsafeIdentifier for what the identifier rule refuses (dot-segments included)."""
+    problem = identifier_problem(identifier)
+    if problem is not None:
+        raise UnsafeIdentifier(f"not requested: the namespace identifier {problem}")
     return "/v1/namespaces/" + quote(identifier, safe="")
 
 
-def _error_text(body: Any) -> str:
-    """The Mixpeek error envelope, the FastAPI 422 shape, or the older detail.error shape."""
-    if not isinstance(body, dict):
-        return ""
-    err = body.get("error")
-    if not isinstance(err, dict) and isinstance(body.get("detail"), dict):
-        err = body["detail"].get("error")
-    if isinstance(err, dict):
-        kind, msg = err.get("type"), err.get("message")
-        details = err.get("details")
-        extra = ""
-        if isinstance(details, dict) and isinstance(details.get("validation_errors"), list):
-            first = details["validation_errors"][:1]
-            if first and isinstance(first[0], dict):
-                extra = f" ({first[0].get('location', '')}: {first[0].get('message', '')})"
-        return clean(f"{kind or 'error'}: {msg or ''}{extra}")
-    detail = body.get("detail")
-    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-        d = detail[0]
-        loc = ".".join(str(p) for p in d.get("loc", []) if isinstance(p, str | int))
-        return clean(f"validation error: {loc}: {d.get('msg', '')}")
-    if isinstance(detail, str):
-        return clean(detail)
-    return ""
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One HTTP exchange: the JSON body on success, else why not (``outcome.reason``)."""
+
+    outcome: Outcome
+    message: str = ""
+    body: Any = None
 
 
 class MixpeekClient:
@@ -144,7 +94,9 @@ class MixpeekClient:
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.cfg = cfg
-        self.bucket = bucket or TokenBucket(cfg.max_requests_per_minute)
+        self.policy = RetryPolicy(cfg.max_retries, cfg.retry_backoff_seconds,
+                                  cfg.retry_after_max_seconds)
+        self.bucket = bucket or TokenBucket(cfg.max_requests_per_minute, strict=True)
         self.stats = stats or RequestStats()
         self._stop = stop or threading.Event()
         self._sleep = sleep
@@ -155,14 +107,16 @@ class MixpeekClient:
         # consult ~/.netrc and REQUESTS_CA_BUNDLE behind our back.
         self.session.proxies.update(requests.utils.get_environ_proxies(cfg.base_url))
         self.session.trust_env = False
-        self.session.auth = _Bearer(key)
+        self._auth = Bearer(key)
+        self.session.auth = self._auth
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         if cfg.ca_file is not None:
             self.session.verify = str(cfg.ca_file)
         else:
             self.session.verify = cfg.verify_tls
-        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=max(cfg.max_concurrency, 1),
-                                  max_retries=0)
+        # Counts, the metadata lane and a discovery listing each keep connections open.
+        adapter = DeadlineAdapter(pool_connections=1,
+                                  pool_maxsize=2 * max(cfg.max_concurrency, 1) + 1, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
 
@@ -170,78 +124,97 @@ class MixpeekClient:
         return f"MixpeekClient(base_url={self.cfg.base_url!r})"
 
     def set_key(self, key: Secret) -> None:
-        self.session.auth = _Bearer(key)
+        self._auth = Bearer(key)
+        self.session.auth = self._auth
 
     def close(self) -> None:
         self.session.close()
 
-    # -- requests with retries ----------------------------------------------------------------
+    # -- the three endpoints ------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, parse: Callable[[Any], V], identifier: str,
-              body: Any = None, params: dict[str, str | int] | None = None) -> Result[V]:
-        """One logical request: budget, attempts, retries, parsing. Never raises."""
-        started = time.monotonic()
-        attempts = 0
-        backoff = self.cfg.retry_backoff_seconds
-
-        def done(att: _Attempt, value: V | None = None, note: str = "") -> Result[V]:
-            return Result(identifier, value, att.reason, att.message + note, att.status,
-                          attempts, time.monotonic() - started)
-        while True:
-            attempts += 1
-            if not self.bucket.acquire(stop=self._stop):
-                return done(_Attempt(reason="timeout", message="shutting down"))
-            att = self._attempt(method, path, body, params)
-            if att.reason is None:
-                try:
-                    return done(att, parse(att.body))
-                except InvalidResponse as e:
-                    att = _Attempt(reason="invalid_response", status=att.status,
-                                   message=f"response does not match the expected schema: {e}")
-            if att.reason == "rate_limited" and att.retry_after is not None:
-                # Per-key limit: hold every request, not just this one's retry.
-                self.bucket.pause_for(min(att.retry_after, self.cfg.retry_after_max_seconds))
-            if not att.retry or attempts > self.cfg.max_retries or self._stop.is_set():
-                return done(att)
-            if att.retry_after is not None:
-                if att.retry_after > self.cfg.retry_after_max_seconds:
-                    return done(att, note=f"; Retry-After {att.retry_after:.0f}s exceeds "
-                                f"retry_after_max_seconds ({self.cfg.retry_after_max_seconds:g}s)")
-                wait = att.retry_after
-            else:
-                # Full jitter: spreads retries of requests that failed together.
-                wait = random.uniform(0, backoff)
-                backoff = min(backoff * 2, self.cfg.retry_after_max_seconds)
-            if self._sleep is not None:
-                self._sleep(wait)
-            elif self._stop.wait(wait):
-                return done(att)
-
-    def get_namespace(self, identifier: str) -> PollResult:
+    def get_namespace(self, identifier: str,
+                      priority: Priority = Priority.COUNTS) -> PollResult:
+        """GET /v1/namespaces/{identifier}; the answer must be about that namespace.
+        ``priority``: METADATA when only its metadata is wanted (counts come in batches)."""
         try:
             path = namespace_path(identifier)
         except UnsafeIdentifier as e:
-            return PollResult(identifier, None, "client_error", str(e), None, 0, 0.0)
-        return self._call("GET", path, parse_namespace, identifier)
+            return failure(identifier, "client_error", str(e))
+
+        def parse(body: Any) -> Any:
+            return check_identity(identifier, parse_namespace(body))
+        return self._call("GET", path, parse, identifier, priority=priority)
 
     def list_namespaces_page(self, page_size: int, cursor: str | None = None,
-                             offset: int | None = None) -> Result[ListPage]:
-        """One page of POST /v1/namespaces/list; value is a ``ListPage``."""
-        params: dict[str, str | int] = {"limit": page_size}
+                             offset: int | None = None,
+                             priority: Priority = Priority.DISCOVERY) -> Result[ListPage]:
+        """One page of POST /v1/namespaces/list; value is a ``ListPage``. Asks for the
+        ``summary`` view (API 0.82: no extractors or indexes, ~93% smaller; older APIs ignore
+        it): only each namespace's identity is read."""
+        params: dict[str, str | int] = {"limit": page_size, "view": "summary"}
         if cursor is not None:
             params["cursor"] = cursor
         if offset:
             params["offset"] = offset
         return self._call("POST", "/v1/namespaces/list", parse_list_page, "namespaces/list",
-                          body={}, params=params)
+                          body={}, params=params, priority=priority)
 
     def stats_batch(self, namespace_ids: list[str]) -> Result[dict[str, NamespaceCounts]]:
         """POST /v1/namespaces/stats/batch (at most 100 ids); value is {id: NamespaceCounts}."""
         return self._call("POST", "/v1/namespaces/stats/batch", parse_stats_batch,
                           "namespaces/stats/batch", body={"namespace_ids": namespace_ids})
 
+    # -- one logical request: the boundary ----------------------------------------------------
+
+    def _call(self, method: str, path: str, parse: Callable[[Any], V], identifier: str,
+              body: Any = None, params: dict[str, str | int] | None = None,
+              priority: Priority = Priority.COUNTS) -> Result[V]:
+        """Budget, attempts, retries, parsing. Never raises: every exception is a Result."""
+        started = time.monotonic()
+        attempts = 0
+
+        def done(reason: str | None, message: str, status: int | None = None,
+                 value: V | None = None) -> Result[V]:
+            return Result(identifier, value, reason, message, status, attempts,
+                          time.monotonic() - started)
+        try:
+            backoffs = 0
+            while True:
+                attempts += 1
+                if not self.bucket.acquire(stop=self._stop, priority=priority):
+                    return done("timeout", "shutting down")
+                att = self._attempt(method, path, body, params)
+                if att.outcome.reason is None:
+                    try:
+                        return done(None, "", att.outcome.status, parse(att.body))
+                    except WrongNamespace as e:
+                        att = _invalid(att.outcome.status, f"wrong namespace: {e}")
+                    except InvalidResponse as e:
+                        att = _invalid(att.outcome.status,
+                                       f"response does not match the expected schema: {e}")
+                d = self.policy.decide(att.outcome, attempts, backoffs, time.time(),
+                                       stopping=self._stop.is_set())
+                if d.pause_budget is not None:
+                    self.bucket.pause_for(d.pause_budget)
+                if not d.retry:
+                    return done(att.outcome.reason, att.message + d.note, att.outcome.status)
+                backoffs += d.backoff
+                if self._sleep is not None:
+                    self._sleep(d.wait)
+                elif self._stop.wait(d.wait):
+                    return done(att.outcome.reason, att.message, att.outcome.status)
+        except UnsendableKey as e:
+            return done("exporter_error", str(e))
+        except Exception as e:
+            log.debug("unexpected exception in a request", exc_info=True,
+                      extra={"fields": {"request": identifier}})
+            text = self._auth.redact(str(e))
+            return done("exporter_error", clean(f"exporter error: {type(e).__name__}: {text}"))
+
+    # -- one attempt ----------------------------------------------------------------------
+
     def _attempt(self, method: str, path: str, body: Any = None,
-                 params: dict[str, str | int] | None = None) -> _Attempt:
+                 params: dict[str, str | int] | None = None) -> Attempt:
         url = self.cfg.base_url + path
         deadline = time.monotonic() + self.cfg.timeout_seconds
         timeout = (min(self.cfg.timeout_seconds, 10.0), self.cfg.timeout_seconds)
@@ -257,124 +230,98 @@ class MixpeekClient:
                 finally:
                     resp.close()
         except requests.exceptions.SSLError as e:
-            self.stats.record("connection")
-            return _Attempt(reason="connection", message=f"TLS error: {_short_exc(e)}")
+            return self._transport(retry.TLS, f"TLS error: {short_exception(e)}")
         except requests.exceptions.Timeout as e:
-            self.stats.record("timeout")
-            return _Attempt(reason="timeout", retry=True,
-                            message=f"no answer within {self.cfg.timeout_seconds:g}s "
-                                    f"({type(e).__name__})")
+            return self._transport(retry.TIMEOUT, f"no answer within "
+                                   f"{self.cfg.timeout_seconds:g}s ({type(e).__name__})")
         except (requests.exceptions.ConnectionError,
                 requests.exceptions.ChunkedEncodingError,
                 requests.exceptions.ContentDecodingError) as e:
-            if time.monotonic() >= deadline:
-                self.stats.record("timeout")
-                return _Attempt(reason="timeout", retry=True,
-                                message=f"no complete answer within "
-                                        f"{self.cfg.timeout_seconds:g}s (total deadline)")
-            self.stats.record("connection")
-            return _Attempt(reason="connection", retry=True,
-                            message=f"connection failed: {_short_exc(e)}")
+            if time.monotonic() >= deadline:  # the reaper cut the connection
+                return self._transport(retry.TIMEOUT, f"no complete answer within "
+                                       f"{self.cfg.timeout_seconds:g}s (total deadline)")
+            return self._transport(retry.BROKEN, f"connection failed: {short_exception(e)}")
         except requests.exceptions.RequestException as e:
-            self.stats.record("connection")
-            return _Attempt(reason="connection", message=f"request failed: {type(e).__name__}")
+            # Only the type: some of these quote a header value.
+            return self._transport(retry.REQUEST, f"request failed: {type(e).__name__}")
+        except OSError as e:  # a socket the reaper shut, or a CA bundle path that is gone
+            if time.monotonic() >= deadline:
+                return self._transport(retry.TIMEOUT, f"no complete answer within "
+                                       f"{self.cfg.timeout_seconds:g}s (total deadline)")
+            return self._transport(retry.REQUEST, f"request failed: {short_exception(e)}")
 
-    def _read(self, resp: requests.Response, deadline: float) -> _Attempt:
+    def _transport(self, kind: str, message: str) -> Attempt:
+        reason = "timeout" if kind == retry.TIMEOUT else "connection"
+        self.stats.record(reason)
+        return Attempt(Outcome(reason, transport=kind), message)
+
+    def _read(self, resp: requests.Response, deadline: float) -> Attempt:
+        _check_deadline(deadline)
         status = resp.status_code
-        remaining = _float_header(resp.headers.get("X-RateLimit-Remaining"))
-        self.stats.record(str(status), remaining)
+        self.stats.record(str(status), limits.observe(self.bucket, resp.headers))
         if 300 <= status < 400:
             target = urlsplit(resp.headers.get("Location", "")).netloc or self._host
-            return _Attempt(reason="invalid_response", status=status,
-                            message=f"unexpected redirect (HTTP {status}) to {clean(target, 80)}; "
-                                    "not followed, so the API key stays with the configured host")
-        body_bytes = self._read_capped(resp, deadline)
-        if isinstance(body_bytes, _Attempt):
-            return body_bytes
+            return _invalid(status, f"unexpected redirect (HTTP {status}) to "
+                            f"{clean(target, 80)}; not followed, so the API key stays with the "
+                            "configured host")
+        raw = self._read_capped(resp, deadline)
+        if isinstance(raw, Attempt):
+            return raw
         try:
-            body = json.loads(body_bytes) if body_bytes else None
+            body = decode_json(raw) if raw else None
             parse_error = ""
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
             body, parse_error = None, type(e).__name__
         if 200 <= status < 300:
             if parse_error or body is None:
-                return _Attempt(reason="invalid_response", status=status,
-                                message=f"HTTP {status} body is not JSON "
+                return _invalid(status, f"HTTP {status} body is not JSON "
                                         f"({parse_error or 'empty'})")
-            return _Attempt(body=body, status=status)
-        detail = _error_text(body)
-        msg = f"HTTP {status}" + (f" {detail}" if detail else "")
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        if status == 401:
-            return _Attempt(reason="unauthorized", status=status, message=msg)
-        if status == 403:
-            return _Attempt(reason="forbidden", status=status, message=msg)
-        if status == 404:
-            return _Attempt(reason="not_found", status=status, message=msg)
+            return Attempt(Outcome(None, status), body=body)
         if status == 429:
-            retryable = not (isinstance(body, dict) and _details(body).get("retryable") is False)
-            if retry_after is None:
-                ra = _details(body).get("retry_after_seconds", _details(body).get("retry_after"))
-                if isinstance(ra, int | float) and not isinstance(ra, bool) and ra >= 0:
-                    retry_after = float(ra)
-            return _Attempt(reason="rate_limited", status=status, message=msg,
-                            retry_after=retry_after, retry=retryable)
-        if status == 503:
-            return _Attempt(reason="server_error", status=status, message=msg,
-                            retry_after=retry_after, retry=True)
-        if status >= 500:
-            return _Attempt(reason="server_error", status=status, message=msg)
-        return _Attempt(reason="client_error", status=status, message=msg)
+            limits.refused(self.bucket, resp.headers, body)
+        detail = error_text(body, self._auth.redact)
+        return Attempt(Outcome(_REASONS.get(status, "server_error" if status >= 500
+                                            else "client_error"), status,
+                               retry_after_header=resp.headers.get("Retry-After"),
+                               retry_after_hint=retry_after_hint(body),
+                               api_retryable=_retryable(body)),
+                       f"HTTP {status}" + (f" {detail}" if detail else ""))
 
-    def _read_capped(self, resp: requests.Response, deadline: float) -> bytes | _Attempt:
+    def _read_capped(self, resp: requests.Response, deadline: float) -> bytes | Attempt:
+        """The body, decoded, at most max_response_bytes of it: the cap counts decompressed
+        bytes, so a small gzip bomb is cut off like a large body."""
         cap = self.cfg.max_response_bytes
-        declared = _float_header(resp.headers.get("Content-Length"))
+        declared = limits.number(resp.headers.get("Content-Length"))
         if declared is not None and declared > cap:
-            return _Attempt(reason="invalid_response", status=resp.status_code,
-                            message=f"response of {declared:.0f} bytes exceeds "
-                                    f"max_response_bytes ({cap})")
+            return _invalid(resp.status_code, f"response of {declared:.0f} bytes exceeds "
+                                              f"max_response_bytes ({cap})")
         chunks: list[bytes] = []
         size = 0
         for chunk in resp.iter_content(chunk_size=65536):
             size += len(chunk)
             if size > cap:
-                return _Attempt(reason="invalid_response", status=resp.status_code,
-                                message=f"response exceeds max_response_bytes ({cap})")
-            if time.monotonic() > deadline:
-                raise requests.exceptions.ConnectionError("total deadline passed")
+                return _invalid(resp.status_code,
+                                f"response exceeds max_response_bytes ({cap})")
+            _check_deadline(deadline)
             chunks.append(chunk)
+        _check_deadline(deadline)
         return b"".join(chunks)
 
 
-def _details(body: Any) -> dict[str, Any]:
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and isinstance(err.get("details"), dict):
-            return err["details"]
-    return {}
+_REASONS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited"}
 
 
-def _float_header(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        f = float(value)
-    except ValueError:
-        return None
-    return f if f == f and abs(f) != float("inf") else None
+def _check_deadline(deadline: float) -> None:
+    """Past the deadline, what was read may be cut short where the reaper shut the socket (a
+    head without its Content-Length reads as an empty body): it is a timeout, not an answer."""
+    if time.monotonic() >= deadline:
+        raise requests.exceptions.ConnectionError("total deadline passed")
 
 
-def _short_exc(e: BaseException) -> str:
-    """The innermost cause, without the URL-and-pool noise urllib3 wraps around it."""
-    inner: BaseException = e
-    while True:
-        nxt = inner.__cause__ or inner.__context__
-        if nxt is None or nxt is inner:
-            break
-        inner = nxt
-    args = getattr(e, "args", ())
-    if args and hasattr(args[0], "reason"):
-        inner = args[0].reason or inner
-    text = str(inner)
-    text = re.sub(r"<urllib3[^>]*>:?\s*", "", text)
-    return clean(f"{type(inner).__name__}: {text}", 160)
+def _invalid(status: int | None, message: str) -> Attempt:
+    return Attempt(Outcome("invalid_response", status), message)
+
+
+def _retryable(body: Any) -> bool | None:
+    value = error_details(body).get("retryable")
+    return value if isinstance(value, bool) else None

@@ -23,17 +23,26 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 
 class Reaper:
+    """One thread that runs each scheduled action at its deadline, unless cancelled first.
+
+    Only live entries are kept: a fired entry is gone at once, and a cancelled one is dropped
+    from the heap when it reaches the top or when cancelled entries outnumber the live ones,
+    so neither timed-out nor finished requests leave anything behind.
+    """
+
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._cancelled: set[int] = set()
+        self._heap: list[tuple[float, int]] = []
+        self._live: dict[int, Callable[[], None]] = {}
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
 
     def schedule(self, deadline: float, action: Callable[[], None]) -> int:
+        """Run ``action`` at ``deadline`` (time.monotonic()); returns a handle for cancel."""
         with self._cond:
             handle = next(self._seq)
-            heapq.heappush(self._heap, (deadline, handle, action))
+            heapq.heappush(self._heap, (deadline, handle))
+            self._live[handle] = action
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="deadline-reaper",
                                                 daemon=True)
@@ -42,21 +51,31 @@ class Reaper:
             return handle
 
     def cancel(self, handle: int) -> None:
+        """The action will not run; a no-op once it has run."""
         with self._cond:
-            self._cancelled.add(handle)
+            if self._live.pop(handle, None) is not None and \
+                    len(self._heap) > 2 * len(self._live) + 64:
+                self._heap = [e for e in self._heap if e[1] in self._live]
+                heapq.heapify(self._heap)
+
+    def pending(self) -> int:
+        """Entries held (every live one, and cancelled ones not yet dropped)."""
+        with self._cond:
+            return len(self._heap)
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while True:
-                    while self._heap and self._heap[0][1] in self._cancelled:
-                        self._cancelled.discard(heapq.heappop(self._heap)[1])
+                    while self._heap and self._heap[0][1] not in self._live:
+                        heapq.heappop(self._heap)
                     if not self._heap:
                         self._cond.wait()
                         continue
                     wait = self._heap[0][0] - time.monotonic()
                     if wait <= 0:
-                        _, _, action = heapq.heappop(self._heap)
+                        _, handle = heapq.heappop(self._heap)
+                        action = self._live.pop(handle)
                         break
                     self._cond.wait(wait)
             try:

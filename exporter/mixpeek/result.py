@@ -13,9 +13,11 @@ from exporter.mixpeek.models import NamespaceValues
 V = TypeVar("V")
 
 # The closed set of reasons a poll can fail with, as published in the `reason` label.
+# ``exporter_error`` is a fault on the exporter's side: an unexpected exception inside one
+# request's boundary (a bug, or a key that cannot be sent). Every poll ends in a Result.
 REASONS = (
     "timeout", "connection", "unauthorized", "forbidden", "not_found", "rate_limited",
-    "server_error", "invalid_response", "client_error",
+    "server_error", "invalid_response", "client_error", "exporter_error",
 )
 
 
@@ -41,3 +43,7 @@ class Result(Generic[V]):
 PollResult = Result[NamespaceValues]
 
 
+def failure(identifier: str, reason: str, message: str, status: int | None = None,
+            attempts: int = 0, duration: float = 0.0) -> Result[V]:
+    """A Result without a value; ``reason`` must be one of REASONS."""
+    return Result(identifier, None, reason, message, status, attempts, duration)

@@ -1,6 +1,16 @@
-"""Scheduling: one APScheduler job runs a poll cycle every interval; a cycle polls every
-namespace concurrently (up to ``max_concurrency``) through the client, and hands each result
-to the store as soon as it arrives, so one slow or failing namespace never holds up the rest.
+"""Scheduling: one APScheduler job runs a poll cycle every interval; a cycle brings every
+namespace's counts, concurrently (up to ``max_concurrency``), through the client, and hands
+each result to the store as soon as it arrives, so one slow or failing namespace never holds
+up the rest.
+
+With ``counts_source: stats_batch`` a cycle is counts first: every namespace whose id is known
+gets its counts from stats/batch (100 a request) from the first cycle; only those whose id is
+not known yet get a full Get Namespace in the cycle. Metadata (the full Get Namespace) is
+spread over ``metadata_interval_seconds`` on a lane of its own (polling.metadata), behind
+counts in the request budget, and the cycle does not wait for it.
+
+Every namespace polled gets a verdict in the store: the client turns every fault into a
+Result, and if storing a result fails, the namespace is stored as down with ``exporter_error``.
 """
 
 from __future__ import annotations
@@ -16,32 +26,23 @@ from typing import TypeVar
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter.mixpeek.client import MixpeekClient
-from exporter.mixpeek.result import PollResult
+from exporter.mixpeek.result import PollResult, failure
+from exporter.polling.budget import BATCH, metadata_room
+from exporter.polling.events import log_invalid_fields, log_transition
+from exporter.polling.metadata import MetadataLane
+from exporter.ratelimit import Priority
 from exporter.state.store import Store, Transition
 
 log = logging.getLogger(__name__)
 
 JOB_ID = "poll-cycle"
-BATCH = 100  # stats/batch takes at most 100 ids
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def log_transition(t: Transition) -> None:
-    """One line per state change, so a namespace failing every minute logs once, not hourly."""
-    st = t.state
-    who = {"namespace": st.identifier}
-    if st.up:
-        if t.previous.up is False:
-            log.info("namespace recovered", extra={"fields": {
-                **who, "previous_reason": t.previous.reason}})
-        else:
-            log.info("namespace polled", extra={"fields": {
-                **who, "namespace_id": st.namespace_id, "namespace_name": st.namespace_name}})
-    else:
-        level = logging.ERROR if st.reason in ("unauthorized", "forbidden") else logging.WARNING
-        log.log(level, "namespace poll failing", extra={"fields": {
-            **who, "reason": st.reason, "error": st.message}})
+def lane_threads(max_concurrency: int) -> int:
+    """Threads of the metadata lane: half the counts' (at least one)."""
+    return max(1, max_concurrency // 2)
 
 
 class Poller:
@@ -61,23 +62,56 @@ class Poller:
         self._stop = stop or threading.Event()
         self._cycle_lock = threading.Lock()
         self.counts_source = counts_source
-        self.metadata_interval = metadata_interval
         self.stats_batch_available = True
+        self._metadata = MetadataLane(self._poll_metadata, metadata_interval,
+                                      lane_threads(max_concurrency))
         self.before_cycle = before_cycle
         self._overrun = False
 
     # -- one cycle --------------------------------------------------------------------------
 
-    def poll_one(self, identifier: str) -> PollResult:
-        result = self.client.get_namespace(identifier)
+    @property
+    def metadata_interval(self) -> float:
+        return self._metadata.spread.metadata_interval
+
+    @metadata_interval.setter
+    def metadata_interval(self, seconds: float) -> None:
+        self._metadata.spread.metadata_interval = seconds
+
+    def poll_one(self, identifier: str, priority: Priority = Priority.COUNTS) -> PollResult:
+        """A full Get Namespace: counts and metadata, stored."""
+        result = self.client.get_namespace(identifier, priority=priority)
         if self._stop.is_set() and not result.ok:
             return result  # an aborted request at shutdown is not the API's fault
-        transition = self.store.apply(result)
-        if transition is not None:
-            self._on_result(transition)
+        self._store(identifier, lambda: self.store.apply(result))
         return result
 
-    def run_cycle(self) -> list[PollResult]:
+    def _poll_metadata(self, identifier: str) -> None:
+        self.poll_one(identifier, Priority.METADATA)
+
+    def _store(self, identifier: str, write: Callable[[], Transition | None]) -> None:
+        """Apply one verdict; if that raises, the namespace is still stored as down."""
+        before = self.store.state(identifier)
+        try:
+            transition = write()
+        except Exception as e:
+            log.debug("storing a poll result raised", exc_info=True,
+                      extra={"fields": {"namespace": identifier}})
+            try:
+                transition = self.store.apply(failure(
+                    identifier, "exporter_error",
+                    f"exporter error while storing the result: {type(e).__name__}"))
+            except Exception:
+                log.exception("storing a failed poll raised too; the namespace keeps its state",
+                              extra={"fields": {"namespace": identifier}})
+                return
+        if transition is not None:
+            self._on_result(transition)
+        log_invalid_fields(before, self.store.state(identifier))
+
+    def run_cycle(self, full: bool = False) -> list[PollResult]:
+        """One cycle; returns the results of the full Get Namespace calls it made. ``full``:
+        a full Get Namespace for every namespace, counts and metadata (``--once``)."""
         with self._cycle_lock:
             started = time.monotonic()
             if self.before_cycle is not None:
@@ -86,7 +120,7 @@ class Poller:
                 except Exception:
                     log.exception("preparing the poll cycle failed; polling the known set")
             idents = self.store.identifiers()
-            if self.counts_source == "stats_batch" and self.stats_batch_available:
+            if self.counts_source == "stats_batch" and self.stats_batch_available and not full:
                 results = self._batched_cycle(idents)
             else:
                 results = self._run_all(self.poll_one, idents)
@@ -96,7 +130,9 @@ class Poller:
                 self._report_overrun(elapsed)
             return results
 
-    def _run_all(self, fn: Callable[[T], R], items: list[T]) -> list[R]:
+    def _run_all(self, fn: Callable[[T], R], items: list[T],
+                 then: Callable[[], None] | None = None) -> list[R]:
+        """``fn`` over ``items`` on the counts threads; ``then`` runs once all are queued."""
         futures: list[Future[R]] = []
         for item in items:
             if self._stop.is_set():
@@ -105,6 +141,8 @@ class Poller:
                 futures.append(self._executor.submit(fn, item))
             except RuntimeError:  # executor shut down underneath us
                 break
+        if then is not None:
+            then()
         # Not a plain wait(futures): a future cancelled by shutdown(cancel_futures=True) stays
         # CANCELLED and never wakes wait() (CPython), so SIGTERM mid-cycle hung the exit.
         pending = futures
@@ -123,27 +161,54 @@ class Poller:
     # -- batched counts (poll.counts_source: stats_batch) -------------------------------
 
     def _batched_cycle(self, idents: list[str]) -> list[PollResult]:
-        """Full Get Namespace only where metadata is due (or the id is unknown); counts for
-        everyone else in batches of 100, so a cycle costs about N/100 requests."""
+        """Counts in batches of 100 for every namespace whose id is known, a full Get
+        Namespace for the others (their id comes with it); the metadata lane gets its share.
+        A cycle costs about N/100 requests plus the namespaces without an id."""
         self.store.set_exporter(stats_batch_available=True)
-        now = time.time()
-        full, batched = [], []
+        known, unknown = [], []
         for ident in idents:
             st = self.store.state(ident)
-            if st is None:
-                continue
-            due = (st.metadata_at is None or not st.namespace_id
-                   or now - st.metadata_at >= self.metadata_interval)
-            (full if due else batched).append(ident)
-        results = self._run_all(self.poll_one, full)
-        chunks = [batched[i:i + BATCH] for i in range(0, len(batched), BATCH)]
-        leftovers = [r for rs in self._run_all(self._poll_batch, chunks) for r in rs]
-        if leftovers:  # stats/batch is not offered: these need a full poll this cycle
-            results += self._run_all(self.poll_one, leftovers)
-        return results
+            if st is not None:
+                (known if st.namespace_id else unknown).append(ident)
+        chunks = [known[i:i + BATCH] for i in range(0, len(known), BATCH)]
+        work: list[str | list[str]] = [*chunks, *unknown]
+        # Counts are queued first, so they are first in line for the budget too.
+        results = self._run_all(self._counts, work, then=lambda: self._queue_metadata(
+            known, len(work)))
+        return [r for rs in results for r in rs]
+
+    def _counts(self, item: str | list[str]) -> list[PollResult]:
+        if isinstance(item, str):
+            return [self.poll_one(item)]
+        # stats/batch not offered: these need a full poll, in this cycle
+        return [self.poll_one(i) for i in self._poll_batch(item)]
+
+    def _queue_metadata(self, known: list[str], counts_requests: int) -> None:
+        def fetched(ident: str) -> bool:
+            st = self.store.state(ident)
+            return st is not None and st.metadata_at is not None
+        room = metadata_room(self.client.bucket.limit_per_minute(), self.interval,
+                             counts_requests)
+        self._metadata.queue(known, fetched, time.monotonic(), self.interval, room)
+
+    def wait_metadata(self, timeout: float | None = None) -> bool:
+        """Wait until the metadata calls queued so far have ended; False on timeout."""
+        return not wait(self._metadata.pending(), timeout=timeout).not_done
 
     def _poll_batch(self, idents: list[str]) -> list[str]:
-        """Poll one batch; returns identifiers still to poll the classic way (fallback)."""
+        """Poll one batch; returns identifiers still to poll the classic way (fallback).
+        Whatever goes wrong, each namespace of the batch gets the verdict."""
+        try:
+            return self._poll_batch_unguarded(idents)
+        except Exception as e:
+            log.debug("polling a batch raised", exc_info=True)
+            message = f"exporter error while polling a batch: {type(e).__name__}"
+            for ident in idents:
+                self._store(ident, lambda i=ident: self.store.apply(
+                    failure(i, "exporter_error", message)))
+            return []
+
+    def _poll_batch_unguarded(self, idents: list[str]) -> list[str]:
         if not self.stats_batch_available:
             return idents
         by_id: dict[str, str] = {}
@@ -161,19 +226,19 @@ class Poller:
                 self.store.set_exporter(stats_batch_available=False)
             return idents
         for ns_id, ident in by_id.items():
-            if out.ok:
+            if out.ok and out.values is not None:
                 counts = out.values.get(ns_id)
                 if counts is not None:
-                    t = self.store.apply_counts(ident, counts, out.duration)
-                else:  # "namespaces the caller cannot see are omitted": gone for us
-                    t = self.store.apply(PollResult(
-                        ident, None, "not_found", "absent from stats/batch answer", out.status,
-                        out.attempts, out.duration))
+                    self._store(ident, lambda i=ident, c=counts: self.store.apply_counts(
+                        i, c, out.duration))
+                    continue
+                # "namespaces the caller cannot see are omitted": gone for us
+                verdict = failure(ident, "not_found", "absent from stats/batch answer",
+                                  out.status, out.attempts, out.duration)
             else:
-                t = self.store.apply(PollResult(ident, None, out.reason, out.message,
-                                                out.status, out.attempts, out.duration))
-            if t is not None:
-                self._on_result(t)
+                verdict = failure(ident, out.reason or "exporter_error", out.message,
+                                  out.status, out.attempts, out.duration)
+            self._store(ident, lambda v=verdict: self.store.apply(v))
         return []
 
     def _report_overrun(self, elapsed: float) -> None:
@@ -212,11 +277,14 @@ class Poller:
             self._executor = ThreadPoolExecutor(max_workers=max_concurrency,
                                                 thread_name_prefix="poll")
             self.max_concurrency = max_concurrency
+            self._metadata.resize(lane_threads(max_concurrency))
             old_pool.shutdown(wait=False)
-        threading.Thread(target=self._close_later, args=(old,), daemon=True).start()
+        threading.Thread(target=self._close_later, args=(old, self._metadata.pending()),
+                         daemon=True).start()
 
-    def _close_later(self, client: MixpeekClient) -> None:
+    def _close_later(self, client: MixpeekClient, metadata: list[Future[None]]) -> None:
         with self._cycle_lock:  # the cycle using it has finished
+            wait(metadata)  # and so have the metadata calls that may be using it
             client.close()
 
     def reschedule(self, interval: float) -> None:
@@ -238,8 +306,9 @@ class Poller:
         except Exception:  # noqa: S110 - not started (e.g. --once)
             pass
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._metadata.shutdown()
         deadline = time.monotonic() + grace
         done = self._cycle_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
         if done:
             self._cycle_lock.release()
-        return done
+        return done and self.wait_metadata(max(0.0, deadline - time.monotonic()))

@@ -1,6 +1,13 @@
-"""Which namespaces this exporter polls: the configured ones, plus (when enabled) every
-namespace the key can list that passes the include/exclude filters, minus those that belong
-to other shards.
+"""Which namespaces this exporter polls, and their labels: the configured ones, plus (when
+enabled) every namespace the key can list that passes the include/exclude filters, minus those
+that belong to other shards.
+
+A listing (exporter.polling.listing) also completes the labels of configured namespaces: with
+``counts_source: stats_batch`` a configured name needs its id before its counts can come in a
+batch, and a configured id needs its name before its series are published, so one listing
+resolves all of them (not a Get Namespace each). The first listing runs before the first cycle
+(its ids are needed); later discovery refreshes run beside the cycles, behind counts and
+metadata in the request budget, and apply at the next cycle.
 """
 
 from __future__ import annotations
@@ -9,18 +16,21 @@ import hashlib
 import logging
 import re
 import socket
+import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from exporter.mixpeek.client import MixpeekClient
-from exporter.settings.schema import Config, identifier_labels
+from exporter.polling.budget import BudgetWatch
+from exporter.polling.listing import DiscoveryError, Listing, list_all
+from exporter.settings.identifiers import identifier_labels
+from exporter.settings.schema import Config
+from exporter.state.store import Store
 
 log = logging.getLogger(__name__)
 
-MAX_PAGES = 10_000  # 10,000 pages x 1,000 per page is beyond any real organization
-
-
-class DiscoveryError(Exception):
-    pass
+Labels = tuple[str, str]  # (namespace_id, namespace_name); "" where not known
 
 
 @dataclass(frozen=True)
@@ -46,50 +56,193 @@ def shard_from_hostname(hostname: str | None = None) -> int:
     return int(m.group(1))
 
 
-def list_all(client: MixpeekClient, page_size: int) -> list[tuple[str, str]]:
-    """Every (namespace_id, namespace_name) the key can list, following either pagination."""
-    items: list[tuple[str, str]] = []
-    cursor: str | None = None
-    offset: int | None = None
-    seen_cursors: set[str] = set()
-    for _ in range(MAX_PAGES):
-        out = client.list_namespaces_page(page_size, cursor=cursor, offset=offset)
-        if not out.ok:
-            raise DiscoveryError(f"listing namespaces failed ({out.reason}): {out.message}")
-        page = out.values
-        items.extend(page.items)
-        if page.next_cursor is not None:
-            if page.next_cursor in seen_cursors:
-                raise DiscoveryError("the list endpoint returned the same cursor twice")
-            seen_cursors.add(page.next_cursor)
-            cursor, offset = page.next_cursor, None
-        elif page.next_offset is not None and page.items:
-            cursor, offset = None, page.next_offset
-        else:
-            return items
-    raise DiscoveryError(f"the list endpoint did not finish within {MAX_PAGES} pages")
-
-
-def select(cfg: Config, discovered: list[tuple[str, str]] | None, shard: int = 0,
-           total_shards: int = 1) -> list[Target]:
+def select(cfg: Config, discovered: list[Labels] | tuple[Labels, ...] | None,
+           shard: int = 0, total_shards: int = 1,
+           resolved: Mapping[str, Labels] | None = None) -> list[Target]:
     """Configured namespaces first, then discovered ones not already configured; one shard's
-    share of them. The shard key is the namespace_id where known, else the identifier."""
-    targets = [Target(i, *identifier_labels(i)) for i in cfg.namespaces]
+    share of them. A configured namespace takes its labels from the listing (``discovered``,
+    or ``resolved``: configured identifier -> labels) where it is there. The shard key is the
+    namespace_id where known before any listing, else the identifier, so a listing never
+    moves a namespace to another shard."""
     configured = set(cfg.namespaces)
+    labels: dict[str, Labels] = dict(resolved or {})
+    found: list[Target] = []
     for ns_id, name in sorted(discovered or []):
         if ns_id in configured or name in configured:
+            labels.setdefault(ns_id if ns_id in configured else name, (ns_id, name))
             continue
-        if not cfg.discovery.matches(ns_id, name):
-            continue
-        targets.append(Target(ns_id or name, ns_id, name))
+        if cfg.discovery.matches(ns_id, name):
+            found.append(Target(ns_id or name, ns_id, name))
+    keyed = [(identifier_labels(i)[0] or i, Target(i, *labels.get(i, identifier_labels(i))))
+             for i in cfg.namespaces]
+    keyed += [(t.namespace_id or t.identifier, t) for t in found]
     if total_shards > 1:
-        targets = [t for t in targets
-                   if shard_of(t.namespace_id or t.identifier, total_shards) == shard]
+        keyed = [(k, t) for k, t in keyed if shard_of(k, total_shards) == shard]
     seen: set[str] = set()
     unique = []
-    for t in targets:
+    for _, t in keyed:
         if t.identifier not in seen:
             seen.add(t.identifier)
             unique.append(t)
     return unique
 
+
+class Targets:
+    """The set being polled, kept in the store: lists again when discovery is due, resolves
+    configured namespaces' labels, and says what changed. A listing failing for any reason
+    keeps the last known set."""
+
+    def __init__(self, cfg: Config, store: Store, shard: int = 0, total_shards: int = 1,
+                 stop: threading.Event | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.shard, self.total_shards = shard, total_shards
+        self.budget = BudgetWatch()
+        self._stop = stop or threading.Event()
+        self._discovered: tuple[Labels, ...] | None = None
+        self._last_discovery: float | None = None  # time.monotonic()
+        self._discovery_ok: bool | None = None
+        self._limit_reached: bool | None = None
+        self._skipped = 0
+        self._listing: threading.Thread | None = None
+        self._resolved: dict[str, Labels] = {}  # configured identifier -> labels, listed
+        self._resolve_tried: set[str] = set()
+        self._resolve_failed: float | None = None  # time.monotonic() of the last failure
+        self._rpm: float | None = None  # the budget's limit, as the bucket last said
+        if total_shards > 1:
+            store.set_exporter(shard_ordinal=shard, total_shards=total_shards)
+
+    def configure(self, cfg: Config, relist: bool) -> None:
+        """A reloaded config: forget discovery when it is off; ``relist`` lists again before
+        the next cycle (new filters or paging)."""
+        self.cfg = cfg
+        self._resolve_tried.clear()
+        if not cfg.discovery.enabled:
+            self._discovered = None
+        elif relist:
+            self._last_discovery = None
+
+    def refresh(self, client: MixpeekClient) -> None:
+        """Before a cycle: list again when discovery is due (the first time here and now,
+        later beside the cycle), resolve configured labels when needed, then apply."""
+        self._rpm = client.bucket.limit_per_minute()
+        d = self.cfg.discovery
+        due = self._last_discovery is None or (
+            time.monotonic() - self._last_discovery >= d.refresh_interval_seconds)
+        if d.enabled and due:
+            if self._discovered is None:
+                self._discover(client)
+            elif self._listing is None or not self._listing.is_alive():
+                self._listing = threading.Thread(target=self._discover, args=(client,),
+                                                 name="discovery", daemon=True)
+                self._listing.start()
+        elif not d.enabled and self._unresolved():
+            self._resolve(client)
+        self.apply()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for a discovery refresh running beside the cycles; False if still running."""
+        listing = self._listing
+        if listing is not None:
+            listing.join(timeout)
+            return not listing.is_alive()
+        return True
+
+    # -- listings -------------------------------------------------------------------------
+
+    def _list(self, client: MixpeekClient, what: str) -> Listing | None:
+        d = self.cfg.discovery
+        try:
+            listing = list_all(client, d.page_size, d.max_namespaces)
+        except Exception as e:  # any fault, ours included, is a failed listing, not a crash
+            if self._stop.is_set():
+                return None  # cut short by shutdown: not the API's fault
+            if self._discovery_ok is not False:
+                error = str(e) if isinstance(e, DiscoveryError) else f"{type(e).__name__}: {e}"
+                log.error(f"{what} failing; polling the last known set",
+                          extra={"fields": {"error": error[:300]}})
+            self._discovery_ok = False
+            return None
+        if listing.skipped != self._skipped:
+            if listing.skipped:
+                log.warning("the list endpoint returned namespaces without a usable "
+                            "namespace_name; they are not polled", extra={"fields": {
+                                "skipped": listing.skipped}})
+            else:
+                log.info("every listed namespace has a usable namespace_name again")
+            self._skipped = listing.skipped
+        if self._discovery_ok is False:
+            log.info(f"{what} recovered")
+        self._discovery_ok = True
+        return listing
+
+    def _discover(self, client: MixpeekClient) -> None:
+        listing = self._list(client, "namespace discovery")
+        if listing is None:
+            if not self._stop.is_set():
+                self.store.set_exporter(discovery_up=False)
+            return
+        d = self.cfg.discovery
+        self._discovered = listing.items
+        self._last_discovery = time.monotonic()
+        self.store.set_exporter(discovery_up=True, discovery_last_success=time.time(),
+                                discovery_limit_reached=listing.limit_reached)
+        if listing.limit_reached and self._limit_reached is not True:
+            log.warning("namespace discovery stopped at discovery.max_namespaces; namespaces "
+                        "listed after that are not polled", extra={"fields": {
+                            "max_namespaces": d.max_namespaces}})
+        elif not listing.limit_reached and self._limit_reached:
+            log.info("namespace discovery lists fewer than discovery.max_namespaces again",
+                     extra={"fields": {"namespaces": len(listing.items)}})
+        self._limit_reached = listing.limit_reached
+
+    def _unresolved(self) -> set[str]:
+        """Configured namespaces whose labels a listing should complete now: only with
+        stats_batch (Get Namespace answers with both labels), each tried once per
+        configuration, again ``refresh_interval_seconds`` after a failed listing."""
+        if self.cfg.poll.counts_source != "stats_batch":
+            return set()
+        wanted = {i for i in self.cfg.namespaces if i not in self._resolved}
+        if self._resolve_failed is not None and time.monotonic() - self._resolve_failed >= \
+                self.cfg.discovery.refresh_interval_seconds:
+            self._resolve_tried.clear()
+        return wanted - self._resolve_tried
+
+    def _resolve(self, client: MixpeekClient) -> None:
+        wanted = self._unresolved()
+        listing = self._list(client, "listing namespaces to resolve configured names")
+        self._resolve_tried |= wanted
+        if listing is None:
+            self._resolve_failed = time.monotonic()
+            return
+        self._resolve_failed = None
+        folded = {i.casefold(): i for i in wanted}
+        for ns_id, name in listing.items:
+            for key in (ns_id, name):
+                ident = key if key in wanted else folded.get(key.casefold())
+                if ident is not None:
+                    self._resolved.setdefault(ident, (ns_id, name))
+        missing = len(wanted - set(self._resolved))
+        if missing:
+            log.warning("configured namespaces not found in the listing; they are polled with "
+                        "Get Namespace", extra={"fields": {"namespaces": missing}})
+
+    # -- into the store -------------------------------------------------------------------
+
+    def apply(self) -> tuple[list[str], list[str]]:
+        """Put the selected set into the store; returns (added, removed) identifiers."""
+        targets = select(self.cfg, self._discovered if self.cfg.discovery.enabled else None,
+                         self.shard, self.total_shards, self._resolved)
+        added, removed = self.store.set_namespaces(
+            [t.identifier for t in targets],
+            {t.identifier: (t.namespace_id, t.namespace_name) for t in targets})
+        configured = set(self.cfg.namespaces)
+        self.store.fill_labels({t.identifier: (t.namespace_id, t.namespace_name)
+                                for t in targets if t.identifier in configured})
+        if added or removed:
+            log.info("namespaces to poll changed", extra={"fields": {
+                "total": len(targets), "added": len(added), "removed": len(removed)}})
+        self.store.set_exporter(namespaces=len(targets),
+                                poll_interval=self.budget.check(self.cfg, len(targets),
+                                                                self._rpm))
+        return added, removed

@@ -5,7 +5,7 @@ when a value is about to go stale; scrapes only pick up the latest ``Rendered`` 
 small, live process metrics. So a scrape costs O(bytes), however many namespaces there are, and
 many concurrent scrapes never render the same snapshot twice.
 
-The renderer is incremental (see exporter.render.families.FastRenderer), and renders are kept
+The renderer is incremental (see exporter.render.fast.FastRenderer), and renders are kept
 apart by at least ``max(min_gap, 2 x the last render's wall time)``: during a long poll cycle
 over tens of thousands of namespaces, results arrive continuously, and rendering on every one
 of them would take the GIL away from scrapes and from the poller.
@@ -24,8 +24,10 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_gener
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from exporter.render.families import FastRenderer, Rendered, deflate_final
-from exporter.state.store import Snapshot, Store
+from exporter.render.fast import FastRenderer
+from exporter.render.gzip import Body, Rendered, deflate_final
+from exporter.state.snapshot import Snapshot
+from exporter.state.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ def live_registry() -> CollectorRegistry:
 
 
 class ExpositionCache:
+    """The latest ``Rendered`` of ``store``, kept current by a background thread (``start``);
+    ``body`` serves it with live process metrics appended."""
+
     def __init__(self, store: Store, renderer: Renderer | None = None,
                  clock: Callable[[], float] = time.time,
                  min_gap_seconds: float = 0.2, coalesce_seconds: float = 0.05,
@@ -127,11 +132,13 @@ class ExpositionCache:
         r = self._rendered
         return r if r is not None else self.render_now()
 
-    def body(self, openmetrics: bool, gz: bool) -> bytes | bytearray:
-        """The cached exposition plus live process metrics; never walks the namespaces.
+    def body(self, openmetrics: bool, gz: bool) -> Body:
+        """The cached exposition plus live process metrics, to be streamed in bounded chunks;
+        never walks the namespaces, never holds the whole body.
 
         A gzip body is one gzip member: the cached deflate pieces, then the live metrics
-        compressed now, then a trailer whose CRC extends the cached one.
+        compressed now, then a trailer whose CRC extends the cached one. A plain body is the
+        cached pieces inflated one after the other as they are sent.
         """
         r = self.current()
         if gz:

@@ -1,50 +1,34 @@
-"""Configuration: pydantic models, YAML loading, environment overrides, API key loading.
+"""The exporter's configuration as pydantic models: every key, its type, default and bounds.
 
-Every problem is reported as ``ConfigError`` with one line per problem, each naming the key path
-(``mixpeek.timeout_seconds: ...``) so that ``--config.check`` output can be acted on directly.
+Loading (YAML, environment overrides, error lines) lives in ``settings.load``; the API key in
+``settings.secrets``. A cross-field check raises ``KeyProblem`` so that its error line names the
+key at fault (``mixpeek.base_url: ...``), not the section.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
+import math
 import re
-import reprlib
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from exporter.settings.secrets import Secret
+from exporter.settings.identifiers import identifier_problem
 
-ENV_PREFIX = "MIXPEEK_EXPORTER_"
-
-# Identifiers go into a URL path segment. We percent-encode them anyway, but reject what can
-# never be a namespace name or id so that a typo fails loudly at --config.check time rather
-# than as a 404 storm at runtime.
-_IDENTIFIER_MAX = 128
-_FORBIDDEN_IDENTIFIER = re.compile(r"[\x00-\x1f\x7f/\\?#%]")
+STALE_AFTER_INTERVALS = 5
+"""An unset ``poll.stale_after_seconds`` means this many poll intervals (300 s at 60 s)."""
 
 
-class ConfigError(Exception):
-    """A config file or value that cannot be used. ``problems`` holds one line per problem."""
+class KeyProblem(ValueError):
+    """A problem a model validator finds with one key of its model: ``key`` is appended to the
+    location of the error line, so ``mixpeek: ...`` becomes ``mixpeek.base_url: ...``."""
 
-    def __init__(self, problems: list[str], source: str = "") -> None:
-        self.problems = problems
-        self.source = source
-        head = f"invalid configuration in {source}" if source else "invalid configuration"
-        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in problems))
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class _Strict(BaseModel):
@@ -102,8 +86,8 @@ class MixpeekConfig(_Strict):
         parts = urlsplit(self.base_url)
         host = parts.hostname or ""
         if parts.scheme == "http" and not self.allow_insecure_http and not _is_loopback(host):
-            raise ValueError(
-                f"base_url {self.base_url!r} is plain http to a non-loopback host: the API key "
+            raise KeyProblem("base_url",
+                f"{self.base_url!r} is plain http to a non-loopback host: the API key "
                 "would cross the network in clear text. Use https, or set "
                 "mixpeek.allow_insecure_http: true if you really mean it"
             )
@@ -112,18 +96,39 @@ class MixpeekConfig(_Strict):
 
 class PollConfig(_Strict):
     interval_seconds: float = Field(default=60.0, ge=1, le=86_400)
-    stale_after_seconds: float = Field(default=300.0, ge=1, le=7 * 86_400)
+    # Unset (or null) means STALE_AFTER_INTERVALS x interval_seconds, filled in below, so that
+    # raising only the interval never trips over a default the user did not write.
+    stale_after_seconds: float = Field(default=STALE_AFTER_INTERVALS * 60.0, ge=1,
+                                       le=7 * 86_400)
     counts_source: Literal["namespace", "stats_batch"] = "namespace"
     metadata_interval_seconds: float = Field(default=600.0, ge=1, le=7 * 86_400)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_stale_after(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("stale_after_seconds") is not None:
+            return data
+        interval = data.get("interval_seconds", 60.0)
+        rest = {k: v for k, v in data.items() if k != "stale_after_seconds"}
+        if isinstance(interval, bool) or not isinstance(interval, int | float):
+            return rest  # the interval's own error line says what is wrong
+        try:
+            stale = STALE_AFTER_INTERVALS * float(interval)
+        except OverflowError:
+            return rest
+        if not math.isfinite(stale):
+            return rest
+        # An interval out of bounds is reported on its own key; keep this one in bounds.
+        return {**rest, "stale_after_seconds": min(max(stale, 1.0), 7 * 86_400.0)}
 
     @model_validator(mode="after")
     def _stale_vs_interval(self) -> PollConfig:
         if self.stale_after_seconds < self.interval_seconds:
-            raise ValueError(
+            raise KeyProblem("stale_after_seconds",
                 f"stale_after_seconds ({self.stale_after_seconds:g}) is shorter than "
                 f"interval_seconds ({self.interval_seconds:g}): every value would go stale "
-                "between two polls"
-            )
+                "between two polls (leave it unset for "
+                f"{STALE_AFTER_INTERVALS} x interval_seconds)")
         return self
 
 
@@ -133,6 +138,7 @@ class DiscoveryConfig(_Strict):
     exclude: list[str] = Field(default_factory=list)
     refresh_interval_seconds: float = Field(default=300.0, ge=1, le=7 * 86_400)
     page_size: int = Field(default=100, ge=1, le=1000)
+    max_namespaces: int = Field(default=10_000, ge=1)
 
     @field_validator("include", "exclude")
     @classmethod
@@ -155,22 +161,6 @@ class DiscoveryConfig(_Strict):
         return (not self.include or hit(self.include)) and not hit(self.exclude)
 
 
-def _check_identifier(v: str) -> str:
-    if not v:
-        raise ValueError("is empty")
-    if len(v) > _IDENTIFIER_MAX:
-        raise ValueError(f"is longer than {_IDENTIFIER_MAX} characters")
-    bad = _FORBIDDEN_IDENTIFIER.search(v)
-    if bad:
-        raise ValueError(
-            f"{v!r} contains {bad.group()!r}: namespace names and ids cannot contain "
-            "'/', '\\', '?', '#', '%' or control characters"
-        )
-    if set(v) <= {"."}:  # as client.namespace_path refuses: dots only could be a dot-segment
-        raise ValueError(f"{v!r} is not a namespace identifier")
-    return v
-
-
 class Config(_Strict):
     mixpeek: MixpeekConfig = MixpeekConfig()
     poll: PollConfig = PollConfig()
@@ -190,10 +180,9 @@ class Config(_Strict):
         seen: set[str] = set()
         problems = []
         for i, ident in enumerate(v):
-            try:
-                _check_identifier(ident)
-            except ValueError as e:
-                problems.append(f"[{i}] {e}")
+            problem = identifier_problem(ident)
+            if problem:
+                problems.append(f"[{i}] {problem}")
                 continue
             if ident in seen:
                 problems.append(f"[{i}] {ident!r} is listed twice")
@@ -205,135 +194,6 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _something_to_poll(self) -> Config:
         if not self.namespaces and not self.discovery.enabled:
-            raise ValueError("namespaces: list at least one namespace name or id to poll, "
+            raise KeyProblem("namespaces", "list at least one namespace name or id to poll, "
                              "or set discovery.enabled: true")
         return self
-
-
-_SHOW = reprlib.Repr()  # keyword arguments only from Python 3.12
-_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxdict = 3, 4, 4
-_SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 60
-
-
-def _format_validation_error(err: ValidationError) -> list[str]:
-    problems = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling against config.example.yaml)"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        elif "input" in e and e["type"] not in ("value_error", "assertion_error"):
-            # reprlib: bounded work even for a YAML alias bomb (exponentially nested lists).
-            shown = _SHOW.repr(e["input"])
-            if len(shown) > 60:
-                shown = shown[:57] + "..."
-            msg = f"{msg} (got {shown})"
-        problems.append(f"{loc}: {msg}" if loc else msg)
-    return problems
-
-
-def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """``MIXPEEK_EXPORTER_POLL__INTERVAL_SECONDS=30`` sets ``poll.interval_seconds``.
-
-    Values are parsed as YAML scalars so that numbers and booleans keep their types; a list
-    (``MIXPEEK_EXPORTER_NAMESPACES='[a, b]'``) works the same way.
-    """
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
-            continue
-        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
-        try:
-            parsed = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            parsed = value
-        node = raw
-        for key in path[:-1]:
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = {}
-                node[key] = child
-            node = child
-        node[path[-1]] = parsed
-    return raw
-
-
-def parse_config(text: str, source: str = "<string>",
-                 environ: Mapping[str, str] | None = None) -> Config:
-    try:
-        raw = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "cannot be parsed"
-        raise ConfigError([f"YAML syntax error{where}: {problem}"], source) from None
-    except RecursionError:  # PyYAML recurses per nesting level: "[[[[..." a few thousand deep
-        raise ConfigError(["YAML is nested too deeply to be a configuration"], source) from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError([f"the top level must be a mapping of keys, got {type(raw).__name__}"],
-                          source)
-    raw = _apply_env_overrides(raw, os.environ if environ is None else environ)
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(_format_validation_error(e), source) from None
-
-
-def load_config(path: str | os.PathLike[str],
-                environ: Mapping[str, str] | None = None) -> Config:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"config file {str(p)!r} does not exist"], str(p)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([f"config file {str(p)!r} cannot be read: {e.__class__.__name__}"],
-                          str(p)) from None
-    return parse_config(text, str(p), environ)
-
-
-@dataclass(frozen=True)
-class Credentials:
-    key: Secret
-    source: str  # "env MIXPEEK_API_KEY" or "file /path": safe to log
-
-
-def load_api_key(cfg: MixpeekConfig, environ: Mapping[str, str] | None = None) -> Credentials:
-    """Read the API key from the file (when configured) or the environment variable."""
-    env = os.environ if environ is None else environ
-    if cfg.api_key_file is not None:
-        where = f"file {cfg.api_key_file}"
-        try:
-            value = cfg.api_key_file.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            raise ConfigError([f"mixpeek.api_key_file: {cfg.api_key_file} does not exist"]
-                              ) from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError([f"mixpeek.api_key_file: {cfg.api_key_file} cannot be read "
-                               f"({e.__class__.__name__})"]) from None
-    else:
-        where = f"env {cfg.api_key_env}"
-        value = env.get(cfg.api_key_env, "").strip()
-        if not value:
-            raise ConfigError([f"mixpeek.api_key_env: environment variable {cfg.api_key_env} "
-                               "is not set or empty (or set mixpeek.api_key_file)"])
-    if not value:
-        raise ConfigError([f"mixpeek.api_key_file: {cfg.api_key_file} is empty"])
-    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise ConfigError([f"the API key from {where} contains whitespace or control characters"])
-    return Credentials(Secret(value), where)
-
-
-def identifier_labels(identifier: str) -> tuple[str, str]:
-    """(namespace_id, namespace_name) to show before the API has told us both."""
-    if identifier.startswith("ns_"):
-        return identifier, ""
-    return "", identifier
-
-
-LogFormat = Literal["logfmt", "json"]

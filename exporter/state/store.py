@@ -1,88 +1,24 @@
-"""What the exporter knows, as immutable values.
+"""The Store: the one place poll results are written and snapshots are read.
 
 The poller hands each ``PollResult`` to ``Store.apply``, which replaces that namespace's
 ``NamespaceState`` whole (never mutating it) and bumps a version. ``Store.snapshot()`` freezes
-the current states into a ``Snapshot``, at most once per version; renderers only ever see
-snapshots, so a scrape can never observe a half-applied poll.
+the current states into a ``Snapshot`` (exporter.state.snapshot), at most once per version;
+renderers only ever see snapshots, so a scrape can never observe a half-applied poll.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from exporter import __version__
-from exporter.mixpeek.models import NamespaceCounts, NamespaceValues
+from exporter.mixpeek.models import COUNT_API_FIELDS, NamespaceCounts, NamespaceValues
 from exporter.mixpeek.result import PollResult
-from exporter.settings.schema import identifier_labels
+from exporter.state.snapshot import ExporterValues, NamespaceState, Snapshot, Transition
 from exporter.state.stats import RequestStats
 
-
-@dataclass(frozen=True, slots=True)
-class NamespaceState:
-    identifier: str
-    namespace_id: str
-    namespace_name: str
-    values: NamespaceValues | None = None
-    up: bool | None = None  # None: never polled yet
-    last_success: float | None = None  # wall clock, seconds
-    poll_duration: float | None = None
-    errors: tuple[tuple[str, int], ...] = ()
-    reason: str | None = None
-    message: str = ""
-    metadata_at: float | None = None  # last full Get Namespace (counts may come from batches)
-
-    @classmethod
-    def initial(cls, identifier: str, labels: tuple[str, str] | None = None) -> NamespaceState:
-        ns_id, ns_name = labels if labels is not None else identifier_labels(identifier)
-        return cls(identifier, ns_id, ns_name)
-
-    def fresh_values(self, now: float, stale_after: float) -> NamespaceValues | None:
-        if self.values is None or self.last_success is None:
-            return None
-        if now - self.last_success > stale_after:
-            return None
-        return self.values
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A change worth one log line: up <-> down, or a different failure reason."""
-
-    state: NamespaceState
-    previous: NamespaceState
-
-
-@dataclass(frozen=True, slots=True)
-class ExporterValues:
-    """Exporter-wide values other components report (None: not published). The catalogue in
-    exporter.render.families names the family each one is published as."""
-
-    namespaces: int | None = None  # namespaces this exporter polls
-    poll_interval: float | None = None  # effective seconds between cycles
-    discovery_up: bool | None = None
-    discovery_last_success: float | None = None  # Unix time
-    stats_batch_available: bool | None = None
-    shard_ordinal: int | None = None
-    total_shards: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    version: int
-    namespaces: tuple[NamespaceState, ...]
-    stale_after: float
-    api_requests: tuple[tuple[str, int], ...] = ()
-    rate_limit_remaining: float | None = None
-    cycle_duration: float | None = None
-    cycles_completed: int = 0
-    reload_ok: bool = True
-    reload_success_time: float | None = None
-    exporter: ExporterValues = field(default_factory=ExporterValues)
-    version_labels: tuple[str, str] = (__version__, sys.version.split()[0])
+__all__ = ["Store", "Transition"]
 
 
 def _add_error(errors: tuple[tuple[str, int], ...], reason: str) -> tuple[tuple[str, int], ...]:
@@ -106,6 +42,9 @@ def _unique_series(states: Iterable[NamespaceState]) -> tuple[NamespaceState, ..
 
 
 class Store:
+    """Namespace states keyed by identifier, exporter-wide values, and a version bumped (and
+    ``changed`` notified) on every write. Thread-safe; writers never block on readers."""
+
     def __init__(self, identifiers: Iterable[str], stale_after: float,
                  stats: RequestStats | None = None) -> None:
         self._lock = threading.Lock()
@@ -166,10 +105,19 @@ class Store:
             if prev is None:
                 return None
             base = prev.values or NamespaceValues(
-                prev.namespace_id, prev.namespace_name, None, None, None, None, None, None,
-                None, None, None, None, None, "", "", "", "")
+                namespace_id=prev.namespace_id, namespace_name=prev.namespace_name,
+                documents=None, buckets=None, collections=None, objects=None,
+                max_concurrent_jobs=None, autoscaling_enabled=None,
+                auto_create_indexes_enabled=None, feature_extractors=None,
+                payload_indexes=None, created_timestamp=None, updated_timestamp=None,
+                compute_tier="", cluster_id="", namespace_type="", mode="")
+            # The counts' own fields replace theirs; invalid names of the other (metadata)
+            # fields stay until the next full Get Namespace says otherwise.
+            kept = tuple(f for f in base.invalid_fields if f not in COUNT_API_FIELDS)
             values = replace(base, documents=counts.documents, buckets=counts.buckets,
-                             collections=counts.collections, objects=counts.objects)
+                             collections=counts.collections, objects=counts.objects,
+                             document_count_complete=counts.document_count_complete,
+                             invalid_fields=kept + counts.invalid_fields)
             state = replace(prev, values=values, up=True, last_success=now,
                             poll_duration=duration, reason=None, message="")
             self._states[identifier] = state
@@ -199,6 +147,27 @@ class Store:
                             for i in wanted}
             self._bump()
         return added, removed
+
+    def fill_labels(self, labels: dict[str, tuple[str, str]]) -> None:
+        """Labels (namespace_id, namespace_name) from a listing: they replace the ones guessed
+        from the configured identifier until the namespace has answered; after that they only
+        fill a label still empty."""
+        with self._lock:
+            changed = False
+            for ident, (ns_id, name) in labels.items():
+                st = self._states.get(ident)
+                if st is None:
+                    continue
+                if st.values is None:
+                    new_id, new_name = ns_id or st.namespace_id, name or st.namespace_name
+                else:
+                    new_id, new_name = st.namespace_id or ns_id, st.namespace_name or name
+                if (new_id, new_name) == (st.namespace_id, st.namespace_name):
+                    continue
+                self._states[ident] = replace(st, namespace_id=new_id, namespace_name=new_name)
+                changed = True
+            if changed:
+                self._bump()
 
     def set_stale_after(self, seconds: float) -> None:
         with self._lock:

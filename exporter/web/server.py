@@ -1,62 +1,61 @@
-"""HTTP endpoints: /metrics, /healthz, /readyz, / and POST /-/reload.
+"""HTTP endpoints: a route table (path -> methods, handler, whether it needs authorization)
+served over HTTP/1.1 with keep-alive, writing bytes prepared elsewhere.
 
-A small HTTP/1.1 server (keep-alive, so Prometheus reuses its connection) that only writes
-bytes prepared elsewhere. It bounds what a client can make it hold: connections, request-line
-and header size, and idle time.
+``/healthz`` (never needs auth), ``/metrics``, ``/readyz``, ``/``, the pages for people
+``/status`` and ``/config`` (web.status, web.configpage), and ``POST /-/reload``, which
+answers only with ``--web.enable-lifecycle`` (as in Prometheus; SIGHUP always reloads).
+Connections, request heads and their deadlines are ``web.listener``'s; a request body is read
+and dropped here (at most 64 KiB, else the connection closes), so bytes sent after a request's
+head are never taken for another request.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import socket
+import re
 import ssl
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
-from prometheus_client.exposition import choose_encoder, gzip_accepted
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Protocol
 
 from exporter import __version__
 from exporter.render.cache import ExpositionCache
+from exporter.web.auth import Denied
+from exporter.web.configpage import config_page
+from exporter.web.conn import BODY_MAX, Connection
+from exporter.web.listener import Listener
+from exporter.web.negotiate import accepts_gzip, choose_format
+from exporter.web.page import HEADERS, Page, PageSource
+from exporter.web.status import status_page
 
 log = logging.getLogger(__name__)
 
+class Pieces(Protocol):
+    """A body of known length written in pieces (``render.gzip.Body``)."""
 
-class ListenAddressError(ValueError):
-    pass
+    size: int
 
+    def __iter__(self) -> Iterator[bytes]: ...
 
-def parse_listen_address(addr: str) -> tuple[str, int, int]:
-    """':10117', '127.0.0.1:10117', '[::1]:10117' -> (host, port, address family)."""
-    host, sep, port_s = addr.rpartition(":")
-    if not sep:
-        raise ListenAddressError(f"--web.listen-address {addr!r}: expected HOST:PORT or :PORT")
-    try:
-        port = int(port_s)
-    except ValueError:
-        raise ListenAddressError(f"--web.listen-address {addr!r}: port {port_s!r} is not a "
-                                 "number") from None
-    if not 0 <= port <= 65535:
-        raise ListenAddressError(f"--web.listen-address {addr!r}: port out of range")
-    family = socket.AF_INET
-    if host.startswith("[") and host.endswith("]"):
-        host, family = host[1:-1], socket.AF_INET6
-    elif ":" in host:
-        raise ListenAddressError(f"--web.listen-address {addr!r}: put IPv6 hosts in brackets")
-    return host or "0.0.0.0", port, family
+_LENGTH = re.compile(r"[0-9]+")
+LIFECYCLE_OFF = (b"the lifecycle API is off: start the exporter with --web.enable-lifecycle to "
+                 b"reload over HTTP, or send it SIGHUP\n")
 
 
 @dataclass
 class Endpoints:
     cache: ExpositionCache
     ready: Callable[[], tuple[bool, str]]
+    # POST /-/reload; None while the lifecycle API is off (no --web.enable-lifecycle).
     reload: Callable[[], tuple[bool, str]] | None = None
     # (handler) -> None if allowed, else (status, headers, body) to send instead.
-    authorize: Callable[[BaseHTTPRequestHandler], tuple[int, dict[str, str], bytes] | None] | None \
-        = None
+    authorize: Callable[[BaseHTTPRequestHandler], Denied | None] | None = None
+    # What /status and /config show; None: those pages answer 404.
+    pages: PageSource | None = None
 
 
 LANDING = """<!DOCTYPE html>
@@ -64,42 +63,100 @@ LANDING = """<!DOCTYPE html>
 <body><h1>Mixpeek exporter</h1>
 <p>Prometheus exporter for Mixpeek namespaces, version {version}.</p>
 <ul>
+<li><a href="status">/status</a>: the state of every namespace at a glance: failing first,
+the last error, how old the data is</li>
+<li><a href="config">/config</a>: the effective configuration (never the API key)</li>
 <li><a href="metrics">/metrics</a>: the metrics</li>
 <li><a href="healthz">/healthz</a>: process is alive</li>
 <li><a href="readyz">/readyz</a>: first poll cycle has finished</li>
-</ul></body></html>
+</ul>
+<p>In the demo (<code>--demo</code>), the namespace <code>demo_archive</code> has no
+<code>mixpeek_namespace_documents</code> series on purpose: the simulated API reports its
+document count as null (not yet counted), and a null count is never published as 0.</p>
+</body></html>
 """
 
 
 class Handler(BaseHTTPRequestHandler):
+    """The requests of one connection whose head has arrived, until it idles or closes."""
+
     protocol_version = "HTTP/1.1"
     server_version = f"mixpeek-exporter/{__version__}"
-    sys_version = ""
-    timeout = 30  # idle keep-alive and slow request lines cannot hold a thread for long
-    # Headers and body go out in separate sends: with Nagle on, a small body waits for the
-    # client's delayed ACK (about 40 ms per keep-alive request).
-    disable_nagle_algorithm = True
     endpoints: Endpoints
+
+    def __init__(self, conn: Connection, endpoints: Endpoints) -> None:
+        # Not BaseRequestHandler.__init__, which would serve the connection right away.
+        self.conn = conn
+        self.request = self.connection = conn.sock
+        self.client_address = conn.addr
+        self.rfile = self.wfile = conn  # type: ignore[assignment]
+        self.endpoints = endpoints
+        self.close_connection = True
+
+    def serve(self) -> bool:
+        """Answer every complete request in the buffer; True to keep the connection open."""
+        while True:
+            self.conn.start_request(time.monotonic())
+            self.handle_one_request()
+            if self.close_connection:
+                return False
+            if not self.conn.next_head():
+                return not self.conn.eof
+
+    def version_string(self) -> str:
+        return self.server_version  # the base class appends a space and sys_version
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http " + format, *args)
 
-    def _send(self, status: int, body: bytes | bytearray,
+    def send_header(self, keyword: str, value: str) -> None:
+        if value or self.request_version == "HTTP/0.9":
+            super().send_header(keyword, value)
+        else:  # an empty value (Allow) without a trailing space
+            self._headers_buffer.append(f"{keyword}:\r\n".encode("latin-1"))
+
+    def parse_request(self) -> bool:
+        return super().parse_request() and self._discard_body()
+
+    def _discard_body(self) -> bool:
+        """Read and drop a request body (no endpoint takes one), so that its bytes are never
+        read as the next request. False, with an error sent, when it cannot be framed."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            self.send_error(411, explain="request bodies are accepted with Content-Length only")
+            return False
+        values = {v.strip() for raw in self.headers.get_all("Content-Length") or []
+                  for v in raw.split(",")}
+        if not values:
+            return True
+        length = values.pop()
+        if values or not _LENGTH.fullmatch(length):
+            self.send_error(400, explain="Content-Length is not one number")
+            return False
+        n = int(length)
+        if n > BODY_MAX:
+            self.send_error(413, explain=f"request bodies are limited to {BODY_MAX} bytes")
+            return False
+        if n and len(self.rfile.read(n)) < n:
+            self.close_connection = True  # the client stopped sending
+            return False
+        return True
+
+    def _send(self, status: int, body: bytes | bytearray | Pieces,
               content_type: str = "text/plain; charset=utf-8",
               headers: dict[str, str] | None = None) -> None:
+        whole = isinstance(body, bytes | bytearray)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(body) if whole else body.size))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _route(self) -> str:
-        return self.path.split("?", 1)[0]
+        if self.command == "HEAD":
+            return
+        for piece in (body,) if whole else body:
+            self.wfile.write(piece)
 
     def _check_auth(self) -> bool:
         auth = self.endpoints.authorize
@@ -112,53 +169,57 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, body, headers=headers)
         return False
 
-    def do_GET(self) -> None:
-        path = self._route()
-        if path == "/healthz":
-            self._send(200, b"ok\n")
+    def _dispatch(self) -> None:
+        path = self.path.split("?", 1)[0]
+        route = ROUTES.get(path)
+        if (route is None or not route.public) and not self._check_auth():
             return
-        if not self._check_auth():
-            return
-        if path == "/metrics":
-            self._metrics()
-        elif path == "/readyz":
-            ok, why = self.endpoints.ready()
-            self._send(200 if ok else 503, (why + "\n").encode())
-        elif path == "/":
-            body = LANDING.format(version=html.escape(__version__)).encode()
-            self._send(200, body, "text/html; charset=utf-8")
-        elif path == "/-/reload":
-            self._send(405, b"use POST\n", headers={"Allow": "POST"})
-        else:
+        if route is None:
             self._send(404, b"not found\n")
-
-    do_HEAD = do_GET
-
-    def do_POST(self) -> None:
-        length = self.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) <= 65536:
-            self.rfile.read(int(length))  # drain so keep-alive stays in sync
-        elif length:
-            self.close_connection = True
-        if not self._check_auth():
-            return
-        if self._route() == "/-/reload" and self.endpoints.reload is not None:
-            ok, msg = self.endpoints.reload()
-            self._send(200 if ok else 500, (msg + "\n").encode())
-        elif self._route() in ("/metrics", "/healthz", "/readyz", "/"):
-            self._send(405, b"method not allowed\n", headers={"Allow": "GET, HEAD"})
+        elif route.lifecycle and self.endpoints.reload is None:
+            # Allow is empty: the resource takes no method while lifecycle is off (RFC 9110).
+            self._send(405, LIFECYCLE_OFF, headers={"Allow": ""})
+        elif self.command not in route.methods:
+            self._send(405, b"method not allowed\n", headers={"Allow": ", ".join(route.methods)})
         else:
+            route.handler(self)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch
+
+    # -- the endpoints ----------------------------------------------------------------------
+
+    def _healthz(self) -> None:
+        self._send(200, b"ok\n")
+
+    def _readyz(self) -> None:
+        ok, why = self.endpoints.ready()
+        self._send(200 if ok else 503, (why + "\n").encode())
+
+    def _landing(self) -> None:
+        body = LANDING.format(version=html.escape(__version__)).encode()
+        self._send(200, body, "text/html; charset=utf-8", HEADERS)
+
+    def _page(self, build: Callable[[PageSource, str], Page]) -> None:
+        if self.endpoints.pages is None:
             self._send(404, b"not found\n")
+            return
+        page = build(self.endpoints.pages, self.path.partition("?")[2])
+        self._send(page.status, page.body, page.content_type, page.headers)
 
-    def _other(self) -> None:
-        self._send(405, b"method not allowed\n", headers={"Allow": "GET, HEAD, POST"})
+    def _status(self) -> None:
+        self._page(status_page)
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other
+    def _config(self) -> None:
+        self._page(config_page)
+
+    def _reload(self) -> None:
+        assert self.endpoints.reload is not None  # the route checks it
+        ok, msg = self.endpoints.reload()
+        self._send(200 if ok else 500, (msg + "\n").encode())
 
     def _metrics(self) -> None:
-        _, content_type = choose_encoder(self.headers.get("Accept", ""))
-        openmetrics = content_type.startswith("application/openmetrics-text")
-        gz = gzip_accepted(self.headers.get("Accept-Encoding", ""))
+        openmetrics, content_type = choose_format(self.headers.get("Accept", ""))
+        gz = accepts_gzip(self.headers.get("Accept-Encoding", ""))
         body = self.endpoints.cache.body(openmetrics, gz)
         headers = {"Vary": "Accept, Accept-Encoding"}
         if gz:
@@ -166,62 +227,40 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, body, content_type, headers)
 
 
-class MetricsServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
+@dataclass(frozen=True)
+class Route:
+    methods: tuple[str, ...]
+    handler: Callable[[Handler], None]
+    public: bool = False  # answered without authorization (liveness probes)
+    lifecycle: bool = False  # changes the exporter: only with --web.enable-lifecycle
+
+
+READ = ("GET", "HEAD")
+ROUTES: dict[str, Route] = {
+    "/healthz": Route(READ, Handler._healthz, public=True),
+    "/metrics": Route(READ, Handler._metrics),
+    "/readyz": Route(READ, Handler._readyz),
+    "/": Route(READ, Handler._landing),
+    "/status": Route(READ, Handler._status),
+    "/config": Route(READ, Handler._config),
+    "/-/reload": Route(("POST",), Handler._reload, lifecycle=True),
+}
+
+
+class MetricsServer(Listener):
+    """The listener with these endpoints. ``max_connections`` bounds requests handled at once
+    (threads); connections waiting for a request head are bounded apart (``max_waiting``)."""
 
     def __init__(self, address: tuple[str, int], family: int, endpoints: Endpoints,
                  tls: Callable[[], ssl.SSLContext | None] | None = None,
-                 max_connections: int = 64) -> None:
-        self.address_family = family
-        handler = type("BoundHandler", (Handler,), {"endpoints": endpoints})
-        self._slots = threading.BoundedSemaphore(max_connections)
-        # Asked per connection, so rotated certificate files apply without a restart.
-        self._tls = tls
-        super().__init__(address, handler)
+                 max_connections: int = 64,
+                 **limits: Any) -> None:
+        self.endpoints = endpoints
+        super().__init__(address, family, self._serve_connection, tls, max_connections,
+                         **limits)
 
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = super().get_request()
-        ctx = self._tls() if self._tls is not None else None
-        if ctx is not None:
-            # The handshake happens in the handler thread (do_handshake_on_connect=False) so
-            # a slow client cannot stall the accept loop.
-            sock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, addr
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            # Over the connection cap: refuse fast instead of queueing threads without bound.
-            request.close()
-            return
-        try:
-            super().process_request(request, client_address)
-        except Exception:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            if isinstance(request, ssl.SSLSocket):
-                request.settimeout(Handler.timeout)
-                try:
-                    request.do_handshake()
-                except (OSError, ssl.SSLError) as e:
-                    log.debug("TLS handshake failed", extra={"fields": {"error": str(e)}})
-                    self.shutdown_request(request)
-                    return
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client hanging up mid-response is routine; never print tracebacks to stderr.
-        log.debug("http connection error", exc_info=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
+    def _serve_connection(self, conn: Connection) -> bool:
+        return Handler(conn, self.endpoints).serve()
 
 
 def serve(server: MetricsServer) -> threading.Thread:

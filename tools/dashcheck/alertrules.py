@@ -90,6 +90,9 @@ def problems(text: str) -> list[str]:
             continue
         if occurrences(rule, t.value) == 0:
             out.append(f"knob {t.knob}: {t.alert} does not contain {t.value!r} in expr or for")
+        if knob_kind(t.knob, t.value) is None:
+            out.append(f"knob {t.knob}: {t.value!r} is no ratio, seconds, count, duration or "
+                       "label matcher, so --set could not check a new value")
         clash = [o.knob for o in tunables
                  if o.alert == t.alert and o.knob != t.knob and o.value == t.value]
         if clash:
@@ -98,21 +101,117 @@ def problems(text: str) -> list[str]:
     return out
 
 
-def render_variant(text: str, overrides: dict[str, str]) -> str:
-    """alerts.yaml with some knobs set to other values (comments are not kept)."""
+# ---------------------------------------------------------------------------- knob values
+
+_DURATION = re.compile(r"(?:[0-9]+y)?(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?"
+                       r"(?:[0-9]+s)?(?:[0-9]+ms)?")
+_MATCHER = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*(?:=|!=|=~|!~)"(?:[^"\\\n]|\\.)*"')
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+class KnobError(ValueError):
+    """A knob name or value that cannot be rendered into a valid rule (one line, for users)."""
+
+
+def knob_kind(knob: str, value: str) -> str | None:
+    """What a knob holds, judged by its name and its shipped value: ``ratio`` (0 < r <= 1),
+    ``seconds`` (a number > 0), ``count`` (an integer >= 0), ``duration`` (a Prometheus
+    duration; ``*_for`` may be 0, windows may not) or ``matcher`` (one label matcher). None when
+    the table holds a value of no known kind."""
+    if knob.endswith("_ratio") and _NUMBER.fullmatch(value):
+        return "ratio"
+    if knob.endswith("_seconds") and _NUMBER.fullmatch(value):
+        return "seconds"
+    if value.isdigit():
+        return "count"
+    if value and _DURATION.fullmatch(value):
+        return "duration"
+    if _MATCHER.fullmatch(value):
+        return "matcher"
+    return None
+
+
+def _duration_ms(value: str) -> int | None:
+    if not value or not _DURATION.fullmatch(value):
+        return None
+    unit_ms = {"y": 365 * 86_400_000, "w": 7 * 86_400_000, "d": 86_400_000, "h": 3_600_000,
+               "m": 60_000, "s": 1000, "ms": 1}
+    return sum(int(n) * unit_ms[u] for n, u in re.findall(r"([0-9]+)(ms|[ywdhms])", value))
+
+
+def check_value(knob: str, kind: str, value: str) -> None:
+    """Raise KnobError unless ``value`` is a valid new value of a knob of this kind."""
+    def bad(what: str) -> KnobError:
+        return KnobError(f"--set {knob}={value}: {what}")
+    if kind == "ratio":
+        if not _NUMBER.fullmatch(value) or not 0 < float(value) <= 1:
+            raise bad("not a ratio in (0, 1] (e.g. 0.25)")
+    elif kind == "seconds":
+        if not _NUMBER.fullmatch(value) or float(value) <= 0:
+            raise bad("not a number of seconds > 0 (e.g. 900)")
+    elif kind == "count":
+        if not value.isdigit():
+            raise bad("not a whole number >= 0 (e.g. 3)")
+    elif kind == "duration":
+        ms = _duration_ms(value)
+        if ms is None:
+            raise bad("not a Prometheus duration (e.g. 90s, 5m, 1h30m, 7d)")
+        if ms == 0 and not knob.endswith("_for"):
+            raise bad("a window must be longer than 0")
+    elif kind == "matcher":
+        if not _MATCHER.fullmatch(value):
+            raise bad('not one label matcher (e.g. job="mixpeek")')
+    else:
+        raise bad(f"the knob table gives no known kind for {knob}")
+
+
+def parse_overrides(text: str, settings: list[str]) -> dict[str, str]:
+    """``["knob=value", ...]`` from the command line, validated against the knob table."""
     tunables = {t.knob: t for t in parse_tunables(text)}
-    doc = yaml.safe_load(text)
-    rules = {r["alert"]: r for r in alert_rules(doc)}
+    out: dict[str, str] = {}
+    for s in settings:
+        knob, eq, value = s.partition("=")
+        knob, value = knob.strip(), value.strip()
+        if not eq or not knob:
+            raise KnobError(f"--set {s}: expected KNOB=VALUE (see --list)")
+        t = tunables.get(knob)
+        if t is None:
+            raise KnobError(f"--set {s}: unknown knob {knob!r}; known: "
+                            f"{', '.join(sorted(tunables))}")
+        check_value(knob, knob_kind(knob, t.value) or "", value)
+        out[knob] = value
+    return out
+
+
+def render_variant(text: str, overrides: dict[str, str]) -> str:
+    """alerts.yaml with some knobs set to other values (comments are not kept).
+
+    Every value is substituted at once, in the rules as shipped, so that setting one knob to
+    another knob's old value (``documents_drop_for=30m`` next to ``documents_drop_window``)
+    cannot make a later substitution hit it. Raises KnobError for an unknown knob or a value of
+    the wrong kind.
+    """
+    tunables = {t.knob: t for t in parse_tunables(text)}
     for knob, new in overrides.items():
         if knob not in tunables:
-            raise KeyError(f"unknown knob {knob!r}; known: {', '.join(sorted(tunables))}")
+            raise KnobError(f"unknown knob {knob!r}; known: {', '.join(sorted(tunables))}")
+        check_value(knob, knob_kind(knob, tunables[knob].value) or "", new)
+    doc = yaml.safe_load(text)
+    rules = {r["alert"]: r for r in alert_rules(doc)}
+    per_rule: dict[str, dict[str, str]] = {}
+    for knob, new in overrides.items():
         t = tunables[knob]
-        rule = rules[t.alert]
-        if occurrences(rule, t.value) == 0:
-            raise ValueError(f"{t.alert} does not contain {t.value!r}: the knob table is stale")
-        rule["expr"] = _pattern(t.value).sub(new, str(rule["expr"]))
-        if str(rule.get("for", "")) == t.value:
-            rule["for"] = new
+        if occurrences(rules[t.alert], t.value) == 0:
+            raise KnobError(f"{t.alert} does not contain {t.value!r}: the knob table is stale")
+        per_rule.setdefault(t.alert, {})[t.value] = new
+    for alert, subs in per_rule.items():
+        rule = rules[alert]
+        alternation = "|".join(re.escape(v) for v in sorted(subs, key=len, reverse=True))
+        pattern = re.compile(rf"(?<![\w.])(?:{alternation})(?![\w.])")
+        rule["expr"] = pattern.sub(lambda m, s=subs: s[m.group(0)], str(rule["expr"]))
+        old_for = str(rule.get("for", ""))
+        if old_for in subs:
+            rule["for"] = subs[old_for]
     return yaml.dump(doc, Dumper=_BlockDumper, sort_keys=False, width=1000)
 
 
@@ -164,13 +263,21 @@ def label_names(expr: str) -> set[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """Exit 0 with the rules on stdout; 1 when the knob table and the rules disagree; 2 with
+    one line on stderr for a usage error (unknown knob, bad value, unreadable file)."""
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("rules", nargs="?", type=Path, default=DEFAULT_RULES)
     ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
-                    help="change one knob (repeatable)")
+                    help="change one knob (repeatable); --list shows them")
     ap.add_argument("--list", action="store_true", help="print the knobs and exit")
     args = ap.parse_args(argv)
-    text = args.rules.read_text()
+    prog = Path(sys.argv[0]).name if argv is None else "alertrules.py"
+    try:
+        text = args.rules.read_text()
+        yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        print(f"{prog}: cannot read {args.rules}: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     if args.list:
         for t in parse_tunables(text):
             print(f"{t.knob:24} {t.value:24} {t.alert:36} {t.meaning}")
@@ -179,8 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print("\n".join(bad), file=sys.stderr)
         return 1
-    overrides = dict(s.split("=", 1) for s in args.set)
-    sys.stdout.write(render_variant(text, overrides))
+    try:
+        out = render_variant(text, parse_overrides(text, args.set))
+    except KnobError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(out)
     return 0
 
 

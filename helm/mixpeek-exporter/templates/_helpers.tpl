@@ -168,9 +168,6 @@ app.kubernetes.io/part-of: mixpeek-exporter
 {{- if and (not .Values.apiKey.value) (not .Values.apiKey.existingSecret) }}
 {{- fail "mixpeek-exporter: no API key. Set apiKey.existingSecret (a Secret you manage, key apiKey.existingSecretKey) or apiKey.value (the chart creates the Secret). To try the chart without a Mixpeek account, set demo.enabled=true." }}
 {{- end }}
-{{- if and (not .Values.namespaces) (not .Values.discovery.enabled) }}
-{{- fail "mixpeek-exporter: namespaces is empty. List at least one Mixpeek namespace name or ns_ id to poll, e.g. --set 'namespaces={my_namespace}', or set discovery.enabled=true." }}
-{{- end }}
 {{- end }}
 {{- $wc := .Values.webConfig }}
 {{- if $wc.enabled }}
@@ -216,6 +213,11 @@ app.kubernetes.io/part-of: mixpeek-exporter
 {{- if .Values.caBundle.configMap }}
 {{- $_ := set $mixpeek "ca_file" (printf "%s/%s" (include "mixpeek-exporter.caDir" .) .Values.caBundle.key) }}
 {{- end }}
-{{- $cfg := dict "mixpeek" $mixpeek "poll" .Values.poll "discovery" .Values.discovery "namespaces" .Values.namespaces }}
+{{- $discovery := deepCopy .Values.discovery }}
+{{- /* Zero-config, like the exporter without a config file: no namespaces means all of them. */}}
+{{- if not .Values.namespaces }}
+{{- $_ := set $discovery "enabled" true }}
+{{- end }}
+{{- $cfg := dict "mixpeek" $mixpeek "poll" .Values.poll "discovery" $discovery "namespaces" .Values.namespaces }}
 {{- toYaml $cfg }}
 {{- end }}
