@@ -5,8 +5,8 @@
 Each benchmark runs in its own process, one after the other (they would skew each other if
 run together). The generated part of bench/README.md is everything between
 ``<!-- BEGIN results -->`` and ``<!-- END results -->``; the rest is written by hand. Takes
-~15 minutes on 2 cores; --quick (1,000 and 10,000 namespaces, fewer repeats) ~4 minutes and
-does not touch the README unless --write is given.
+~20 minutes on 2 cores; --quick (1,000 and 10,000 namespaces, fewer repeats, a 2,000-namespace
+scale run) ~7 minutes and does not touch the README unless --write is given.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ def benches(quick: bool) -> list[list[str]]:
                 ["scrape.py", "--sizes", "1000,10000", "--duration", "2"],
                 ["memory.py", "--sizes", "1000,10000"],
                 ["poll.py", "--repeats", "1"],
-                ["poll.py", "--repeats", "1", "--nodelay"]]
-    return [["render.py"], ["scrape.py"], ["memory.py"], ["poll.py"], ["poll.py", "--nodelay"]]
+                ["poll.py", "--repeats", "1", "--nodelay"],
+                ["scale.py", "--sizes", "2000", "--watch", "30", "--learn-seconds", "75"]]
+    # scale.py's own defaults (50,000 namespaces, 150 s watches) take ~15 minutes alone.
+    return [["render.py"], ["scrape.py"], ["memory.py"], ["poll.py"], ["poll.py", "--nodelay"],
+            ["scale.py", "--sizes", "10000", "--watch", "60", "--learn-seconds", "90"]]
 
 
 def main() -> None:
@@ -54,6 +57,8 @@ def main() -> None:
         print(f"   ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
         if cmd[0] == "poll.py" and "## Poll cycle\n" not in sections:
             sections.append("## Poll cycle\n")
+        if cmd[0] == "scale.py":
+            sections.append("## Scale: counts first on a rate-limited key\n")
         sections.append(res.stdout.strip() + "\n")
     load = common.machine()["load average when the run started (1/5/15 min)"]
     sections.append(f"Load average at the end: {load}.\n")

@@ -164,9 +164,7 @@ def watch_freshness(base: str, sim: str, n: int, watch: float, target: float
     """For ``watch`` seconds from now (longer if the change has not shown yet, up to
     ``target`` + 30 s after it): the oldest count's age, sampled, and how long 20 changed
     counts take to show, changed 15 s from now."""
-    ids = sorted(sim_call(sim, "GET", "state")["namespaces"]) if n <= 10_000 else None
-    if ids is None:
-        ids = [f"ns_{i:08d}" for i in range(3, n)]
+    ids = [f"ns_{i:08d}" for i in range(3, n)]  # the simulator's, after its three demo ones
     changed = {ids[int(k * (len(ids) - 1) / 19)] for k in range(20)}
     ages: list[float] = []
     metadata_refreshed: list[int] = []
@@ -202,23 +200,32 @@ def watch_freshness(base: str, sim: str, n: int, watch: float, target: float
 # -- learning from 429: the exporter against a pause-only bucket, in process -----------------
 
 
-def learn_run(naive: bool, seconds: float, workdir: Path) -> dict[str, Any]:
+MODES = {"pause": "pause only (before)",
+         "429": "learned from 429s only (X-RateLimit-* ignored)",
+         "full": "learned pace (this exporter)"}
+
+
+def learn_run(mode: str, seconds: float, workdir: Path) -> dict[str, Any]:
     from exporter.app import App, file_loader
     from exporter.ratelimit import TokenBucket
 
-    class PauseOnly(TokenBucket):
-        """What the bucket did before: no pace learned, only Retry-After pauses."""
+    class Deaf(TokenBucket):
+        """Ignores what the API states (X-RateLimit-*, a 429 body's limit)."""
 
         def observe(self, *a: Any, **kw: Any) -> None:
             return None
 
+    class PauseOnly(Deaf):
+        """What the bucket did before: no pace learned, only Retry-After pauses."""
+
         def refused(self, window: float | None = None) -> None:
             return None
 
-    class NaiveApp(App):
+    class BenchApp(App):
         def make_client(self, cfg: Any, creds: Any) -> Any:
             from exporter.mixpeek.client import MixpeekClient
-            return MixpeekClient(cfg.mixpeek, creds.key, PauseOnly(0, strict=True),
+            bucket = {"pause": PauseOnly, "429": Deaf, "full": TokenBucket}[mode]
+            return MixpeekClient(cfg.mixpeek, creds.key, bucket(0, strict=True),
                                  self.stats, self.stop_event)
 
     sim, url = start_simulator(60, 30, latency_ms=0)
@@ -230,7 +237,7 @@ def learn_run(naive: bool, seconds: float, workdir: Path) -> dict[str, Any]:
         path = workdir / "learn.yaml"
         path.write_text(yaml.safe_dump(cfg))
         os.environ["MIXPEEK_API_KEY"] = API_KEY
-        app = (NaiveApp if naive else App)(file_loader(path), listen="127.0.0.1:0")
+        app = BenchApp(file_loader(path), listen="127.0.0.1:0")
         app.start()
         t0 = time.monotonic()
         try:
@@ -277,10 +284,10 @@ def main() -> None:
                 f"{r['metadata refreshed during watch']:,}", f"{r['refused']}"])
         learn = []
         if not args.skip_learn:
-            for naive in (True, False):
-                r = learn_run(naive, args.learn_seconds, Path(tmp))
-                print(f"<!-- learn naive={naive}: {json.dumps(r)} -->", flush=True)
-                learn.append(r)
+            for mode in MODES:
+                r = learn_run(mode, args.learn_seconds, Path(tmp))
+                print(f"<!-- learn {mode}: {json.dumps(r)} -->", flush=True)
+                learn.append((MODES[mode], r))
     print(f"\n### Counts first at {args.rpm} requests a minute\n\nCommand: `.venv/bin/python "
           f"bench/scale.py --sizes {args.sizes} --watch {args.watch:g}` (simulator limited to "
           f"{args.rpm} requests in any 60 s; exporter budget the same; interval 60 s, metadata "
@@ -291,21 +298,19 @@ def main() -> None:
                  "20 changed counts visible after", "metadata refreshed (of N)",
                  "429s caused"], rows))
     if learn:
-        naive, ours = learn
         print("\n### After a 429, no budget: API allows 30 a minute, 60 namespaces every 5 s, "
               "8 threads\n")
         print(f"Command: `.venv/bin/python bench/scale.py` ({args.learn_seconds:g} s each; "
               "\"pause only\" is the bucket as it was: every waiting poll fires when the "
               "Retry-After ends)\n")
-        steady = ours["steady seconds"]
+        steady = learn[-1][1]["steady seconds"]
         print(table(["bucket", "429s, first minute", f"429s, next {steady:.0f} s",
                      "accepted, first minute", f"accepted, next {steady:.0f} s",
                      "429s per accepted (steady)"],
                     [[name, r["refused first minute"], r["refused after"],
                       r["accepted first minute"], r["accepted after"],
                       f"{r['refused after'] / max(1, r['accepted after']):.2f}"]
-                     for name, r in (("pause only (before)", naive),
-                                     ("learned pace (this exporter)", ours))]))
+                     for name, r in learn]))
 
 
 if __name__ == "__main__":

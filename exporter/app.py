@@ -8,6 +8,7 @@ one-shot (``--once``), and shutting down within a bound. What to poll is
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from pathlib import Path
@@ -42,6 +43,15 @@ def file_loader(path: str | Path | None) -> ConfigLoader:
     return load
 
 
+def bound_address(sock: socket.socket) -> str:
+    """host:port a listening socket really has, saying when it takes IPv4 too."""
+    host, port = sock.getsockname()[:2]
+    if sock.family != socket.AF_INET6:
+        return f"{host}:{port}"
+    dual = host == "::" and not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+    return f"[{host}]:{port}" + (" (IPv6 and IPv4)" if dual else "")
+
+
 class App:
     def __init__(self, loader: ConfigLoader, listen: str = ":10117",
                  web_config_file: str | None = None, shard: int = 0,
@@ -59,6 +69,7 @@ class App:
                              counts_source=self.cfg.poll.counts_source,
                              metadata_interval=self.cfg.poll.metadata_interval_seconds,
                              before_cycle=self._before_cycle)
+        self.targets.on_found = self.poller.trigger_now  # a listing came in beside a cycle
         self.targets.apply()
         self.cache = ExpositionCache(self.store)
         self.listen = listen
@@ -69,7 +80,8 @@ class App:
 
     def make_client(self, cfg: Config, creds: Credentials) -> MixpeekClient:
         bucket = TokenBucket(cfg.mixpeek.max_requests_per_minute, strict=True)
-        return MixpeekClient(cfg.mixpeek, creds.key, bucket, self.stats, self.stop_event)
+        return MixpeekClient(cfg.mixpeek, creds.key, bucket, self.stats, self.stop_event,
+                             poll_interval=cfg.poll.interval_seconds)
 
     def _before_cycle(self) -> None:
         self.reloader.refresh_key()
@@ -91,8 +103,8 @@ class App:
             return True, "ready"
         if not snap.namespaces:
             return False, "not ready: the first poll cycle has not finished"
-        return False, (f"not ready: {waiting} of {len(snap.namespaces)} namespaces have no "
-                       "count or verdict yet")
+        return False, (f"not ready: the first poll cycle has not finished ({waiting} of "
+                       f"{len(snap.namespaces)} namespaces have no count or verdict yet)")
 
     def running(self) -> Running:
         """What /status and /config show of the configuration (a reload replaces it)."""
@@ -121,7 +133,7 @@ class App:
         serve(self.server)
         self.poller.start()
         log.info("mixpeek-exporter started", extra={"fields": {
-            "version": __version__, "listen": f"{host}:{self.server.port}",
+            "version": __version__, "listen": bound_address(self.server.socket),
             "base_url": self.cfg.mixpeek.base_url, "namespaces": len(self.cfg.namespaces),
             "interval_seconds": self.cfg.poll.interval_seconds,
             "key_source": self.creds.source}})
@@ -144,9 +156,18 @@ class App:
         return finished
 
     def once(self) -> tuple[bytes, bool]:
-        """One poll cycle with a full Get Namespace for every namespace (counts and
-        metadata), rendered as text; True if every namespace answered."""
+        """Discovery (when on), then one poll cycle with a full Get Namespace for every
+        namespace (counts and metadata), rendered as text; True if discovery worked and every
+        namespace answered. A failed discovery is said on the log (stderr)."""
+        try:
+            self.targets.refresh(self.client, wait=True)
+        except Exception:
+            log.exception("preparing the poll failed")
         self.poller.run_cycle(full=True)
         rendered = self.cache.render_now()
-        states = self.store.snapshot().namespaces
-        return rendered.text, all(st.up for st in states)
+        snap = self.store.snapshot()
+        listed = snap.exporter.discovery_up is not False
+        if not listed:
+            log.error("namespace discovery failed; the namespaces it would list were not "
+                      "polled", extra={"fields": {"error": snap.exporter.discovery_error}})
+        return rendered.text, listed and all(st.up for st in snap.namespaces)

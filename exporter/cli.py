@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
@@ -15,14 +16,30 @@ from exporter import __version__, logs
 from exporter.app import App, ConfigLoader, file_loader
 from exporter.polling.targets import shard_from_hostname
 from exporter.settings.listen import ListenAddressError, parse_listen_address
-from exporter.settings.load import ConfigError, config_path, describe, load_config
+from exporter.settings.load import (
+    DEFAULT_CONFIG_FILE,
+    ConfigError,
+    config_path,
+    describe,
+    load_config,
+    mode,
+)
 from exporter.settings.schema import Config, MixpeekConfig, PollConfig
-from exporter.settings.secrets import Credentials, KeyMissing, Secret, load_api_key
+from exporter.settings.secrets import Credentials, Secret, load_api_key
 
 log = logging.getLogger("exporter")
 
 DEFAULT_PORT = 10117
 DEMO_INTERVAL = 5.0
+START_ONLY = (f"./{DEFAULT_CONFIG_FILE} is looked for at start only: one created later is not "
+              "read by a reload (SIGHUP); restart, or name a file with --config.file")
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: "another process listens on that port: choose another with "
+                      "--web.listen-address (e.g. :10118), or `make demo PORT=10118`",
+    errno.EACCES: "ports below 1024 need privileges: choose another with --web.listen-address",
+    errno.EADDRNOTAVAIL: "that host is not an address of this machine: use one of its "
+                         "addresses, or no host (:10117) for all of them",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,12 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
                "POST /-/reload with --web.enable-lifecycle) re-reads the config and key file.",
     )
     ap.add_argument("--config.file", dest="config_file", default=None, metavar="PATH",
-                    help="YAML configuration file (default: ./config.yaml if it exists, "
-                         "else no file: defaults with discovery of every namespace the key "
-                         "can list)")
+                    help="YAML configuration file; relative paths in it are relative to "
+                         "its directory (default: ./config.yaml if it exists at start, else "
+                         "no file: the defaults, with discovery of every namespace the key "
+                         "can list unless MIXPEEK_EXPORTER_NAMESPACES lists some)")
     ap.add_argument("--web.listen-address", dest="listen", default=f":{DEFAULT_PORT}",
                     metavar="[HOST]:PORT",
-                    help="address for /metrics, /healthz, /readyz (default: %(default)s)")
+                    help="address for /metrics, /healthz, /readyz, /status, /config, / and "
+                         "POST /-/reload; no host listens on IPv6 and IPv4 "
+                         "(default: %(default)s)")
     ap.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH",
                     help="TLS and basic-auth settings for the HTTP endpoints, in the Prometheus "
                          "exporter-toolkit web-config.yml format (default: plain HTTP, no auth)")
@@ -55,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                     choices=["logfmt", "json"], help="log line format (default: %(default)s)")
     ap.add_argument("--config.check", dest="config_check", action="store_true",
                     help="validate the configuration and the API key as start-up would, "
-                         "say which file (or none) is used, print any problems; exit 0 if it "
-                         "would start and 1 if not (a key that is simply absent is a note)")
+                         "say which file (or none) is used and what is polled, print any "
+                         "problems; exit 0 if it would start and 1 if not (a missing key "
+                         "included)")
     ap.add_argument("--once", action="store_true",
                     help="poll every namespace once, print the exposition to stdout, exit 1 if "
                          "any namespace failed")
@@ -93,26 +114,26 @@ def demo_loader() -> tuple[ConfigLoader, object]:
 
 
 def config_check(path: Path | None) -> int:
-    """What start-up would say about the config and key, without starting: 0 if it would
-    start (a key that is simply absent is a note: a Secret is often mounted later), else 1."""
+    """What start-up would say about the config and key, without starting: the same error
+    (on stderr) and 1 when it would not start, else the verdict on stdout and 0. Warnings
+    (variables that are ignored) follow either way; nothing is called valid before the key
+    has been read."""
+    warnings: list[str] = []
     try:
-        cfg = load_config(path)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return 1
-    discovery = ", discovery on" if cfg.discovery.enabled else ""
-    print(f"{describe(path)}: configuration is valid ({len(cfg.namespaces)} namespaces"
-          f"{discovery}, "
-          f"polled every {cfg.poll.interval_seconds:g}s)")
-    try:
+        cfg = load_config(path, warn=warnings.append)
         creds = load_api_key(cfg.mixpeek)
-    except KeyMissing as e:
-        print("note: " + "; ".join(e.problems) + " (needed at run time)")
     except ConfigError as e:
         print(str(e), file=sys.stderr)
+        for line in warnings:
+            print(f"warning: {line}", file=sys.stderr)
         return 1
-    else:
-        print(f"API key: found ({creds.source})")
+    print(f"{describe(path)}: configuration is valid ({mode(cfg)}, "
+          f"polled every {cfg.poll.interval_seconds:g}s)")
+    print(f"API key: found ({creds.source})")
+    if path is None:
+        print(f"note: {START_ONLY}")
+    for line in warnings:
+        print(f"warning: {line}")
     return 0
 
 
@@ -145,7 +166,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         loader, _sim = demo_loader()
         log.info("demo mode: polling the built-in simulator, no API key needed")
     else:
-        log.info("configuration", extra={"fields": {"source": describe(path)}})
         loader = file_loader(path)
     try:
         app = App(loader, args.listen, args.web_config_file, shard, args.total_shards,
@@ -153,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 1
+    if not args.demo:
+        fields = {"source": describe(path), "mode": mode(app.cfg)}
+        log.info("configuration", extra={"fields": fields | (
+            {"note": START_ONLY} if path is None else {})})
 
     if args.once:
         body, ok = app.once()
@@ -181,11 +205,14 @@ def run(app: App) -> int:
     try:
         app.start()
     except OSError as e:
-        log.error("cannot listen", extra={"fields": {"address": app.listen, "error": str(e)}})
+        fields = {"address": app.listen, "error": str(e)}
+        if e.errno in _LISTEN_HINTS:
+            fields["hint"] = _LISTEN_HINTS[e.errno]
+        log.error("cannot listen", extra={"fields": fields})
         return 1
-    except ValueError as e:  # exporter.web.webconfig.WebConfigError: a bad --web.config.file
+    except ConfigError as e:  # WebConfigError: a bad --web.config.file, named with the key
         log.error("cannot start", extra={"fields": {"error": str(e)}})
-        print(f"error: {e}", file=sys.stderr)
+        print(str(e), file=sys.stderr)  # as a bad --config.file is printed
         return 1
     while not stop.wait(1.0):
         pass

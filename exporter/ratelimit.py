@@ -6,13 +6,24 @@ of each attempt, not each poll. Up to three limits pace it, and the strictest wi
 - **configured** (``TokenBucket(n, strict=True)``, ``mixpeek.max_requests_per_minute``): at
   most ``n`` requests in ANY 60-second window, bursts included;
 - **stated**: ``X-RateLimit-Limit`` / ``-Window`` of the API's answers (``observe``);
-- **estimated**: after a 429, the requests this bucket let through in the last window that
-  were not refused (``refused``); forgotten ten windows after the last 429, so a refusal caused
-  by another client of the key does not slow the exporter for good.
+- **estimated**: after a 429, the requests the API answered without refusing (``accepted``)
+  in the last window (``refused``); forgotten ten windows after the last 429, so a refusal
+  caused by another client of the key does not slow the exporter for good. Requests still in
+  flight are not counted: they may be refused too (several sent at once, all refused, must
+  not read as "one a minute accepted").
 
 A 429's ``Retry-After`` (``pause_for``) and ``X-RateLimit-Remaining: 0`` (until
 ``X-RateLimit-Reset``) pause every sender, because the limit is per key. After a pause the
 waiting senders leave one at a time at the pace, never all at once.
+
+What the API says is bounded, because one odd answer must not stop polling for good: a window
+counts as 1 s to ``MAX_WINDOW`` (an hour), a limit as at least 1 request and never a pace
+slower than ``MIN_PER_MINUTE`` (1 a minute, the slowest configurable budget too), a pause as
+``MAX_WINDOW`` + ``SLACK`` at most. A stated or estimated limit not heard again is forgotten
+after ``FORGET_WINDOWS`` windows, an hour at most; a new bucket (a reload that rebuilds the
+client) starts with none. A caller can refuse to wait for a bucket that will send nothing for
+longer than it can wait (``acquire(max_wait=...)``): it gets False at once and ends its poll in
+a verdict, instead of holding a worker.
 
 It is GCRA: a slot is due every ``interval`` seconds, ``tolerance`` early at most (the burst).
 For "at most L in any window W", ``interval = (W + SLACK) / (L + 1 - burst)``: any two sends
@@ -42,7 +53,10 @@ log = logging.getLogger(__name__)
 
 SLACK = 1.0  # seconds added to every window (see the module docstring)
 FORGET_WINDOWS = 10  # an estimated (or a lower stated) limit lasts this many windows
-REMEMBERED_SENDS = 4096  # sends kept for estimating a limit; estimates above are capped
+MIN_WINDOW = 1.0  # seconds: a stated window shorter than this counts as this
+MAX_WINDOW = 3600.0  # seconds: a stated window longer, a pause longer, counts as this
+MIN_PER_MINUTE = 1.0  # the slowest pace the API's statements or 429s can impose
+REMEMBERED_SENDS = 4096  # answers kept for estimating a limit; estimates above are capped
 POLL = 0.25  # seconds: how often a waiting caller looks at its stop event
 
 
@@ -69,6 +83,18 @@ class Limit:
     @property
     def per_minute(self) -> float:
         return self.requests * 60.0 / self.window
+
+
+def bounded(requests: float, window: float | None) -> Limit:
+    """What the API stated (or its 429s showed) as a ``Limit`` within the bounds above;
+    ``window`` None or not positive is 60 s."""
+    span = 60.0 if window is None or not window > 0 else min(max(window, MIN_WINDOW),
+                                                             MAX_WINDOW)
+    return Limit(max(requests, 1.0, MIN_PER_MINUTE * span / 60.0), span)
+
+
+def _forget_after(limit: Limit) -> float:
+    return min(FORGET_WINDOWS * limit.window, MAX_WINDOW)
 
 
 class _Waiter:
@@ -108,8 +134,7 @@ class TokenBucket:
         self._lock = threading.Lock()
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
-        self._sent: deque[float] = deque(maxlen=REMEMBERED_SENDS)
-        self._refusals: deque[float] = deque(maxlen=REMEMBERED_SENDS)
+        self._accepted: deque[float] = deque(maxlen=REMEMBERED_SENDS)
         self._recompute()
 
     # -- the pace -------------------------------------------------------------------------
@@ -152,6 +177,12 @@ class TokenBucket:
             return min(rates) if rates else None
 
     def _expire(self, now: float) -> None:
+        if self._stated is not None and now - self._stated_seen >= _forget_after(self._stated):
+            log.info("the API has not restated its rate limit for a while; forgetting it",
+                     extra={"fields": {"requests_per_minute": round(
+                         self._stated.per_minute, 1)}})
+            self._stated = None
+            self._recompute()
         if self._estimated is not None and now >= self._estimated_until:
             log.info("no 429 for a while; dropping the estimated API rate limit",
                      extra={"fields": {"requests_per_minute": round(
@@ -169,15 +200,16 @@ class TokenBucket:
     def _take(self, now: float) -> None:
         if self._interval > 0:
             self._tat = max(self._tat, now) + self._interval
-        self._sent.append(now)
 
     # -- what the API said ----------------------------------------------------------------
 
     def _pause(self, now: float, seconds: float) -> None:
-        until = now + seconds
+        until = now + min(max(seconds, 0.0), MAX_WINDOW + SLACK)
         self._paused_until = max(self._paused_until, until)
         # Released at the pace from zero, one at a time, not as a saved-up burst.
         self._tat = max(self._tat, until + self._tolerance)
+        if self._waiters:  # the first in line looks again: it may not wait that long
+            self._waiters[0].cond.notify()
 
     def pause_for(self, seconds: float) -> None:
         """No request leaves for ``seconds`` (a 429's Retry-After)."""
@@ -190,9 +222,9 @@ class TokenBucket:
         ``-Window`` (seconds; 60 when absent), each None when not sent."""
         with self._lock:
             now = self._clock()
-            span = window if window is not None and window > 0 else 60.0
-            if limit is not None and limit >= 1:
-                self._adopt_stated(Limit(limit, span), remaining, now)
+            span = bounded(1.0, window).window
+            if limit is not None and limit > 0:
+                self._adopt_stated(bounded(limit, span), remaining, now)
             if remaining is not None and remaining <= 0 and reset_after is not None \
                     and reset_after > 0:
                 self._pause(now, min(reset_after, span + SLACK))
@@ -204,7 +236,7 @@ class TokenBucket:
             return
         # Per-route limits may differ: keep the lowest until it has not been seen for a while.
         if cur is not None and new.per_minute > cur.per_minute and \
-                now - self._stated_seen < FORGET_WINDOWS * cur.window:
+                now - self._stated_seen < _forget_after(cur):
             return
         before = self._interval
         self._stated, self._stated_seen = new, now
@@ -217,32 +249,47 @@ class TokenBucket:
             used = max(0.0, new.requests - remaining)
             self._tat = max(self._tat, now + used * self._interval)
 
+    def accepted(self) -> None:
+        """The API answered a request without refusing it (any status but 429)."""
+        with self._lock:
+            self._accepted.append(self._clock())
+
     def refused(self, window: float | None = None) -> None:
         """A request was answered 429: pace at what the API accepted from us in the last
         window (``window`` seconds, else the stated one, else 60), when that says anything."""
         with self._lock:
             now = self._clock()
-            self._refusals.append(now)
-            span = window or (self._stated.window if self._stated is not None else 60.0)
+            self._expire(now)
+            span = bounded(1.0, window or (
+                self._stated.window if self._stated is not None else None)).window
             since = now - span - SLACK
-            accepted = (sum(1 for t in self._sent if t > since)
-                        - sum(1 for t in self._refusals if t > since))
+            accepted = sum(1 for t in self._accepted if t > since)
             if accepted < 1:
                 return  # nothing of ours got through: the refusal says nothing of our pace
-            if self._estimated is None or accepted < self._estimated.requests:
-                self._estimated = Limit(float(accepted), span)
+            estimate = bounded(float(accepted), span)
+            if self._estimated is None or estimate.per_minute < self._estimated.per_minute:
+                self._estimated = estimate
                 self._recompute()
                 log.warning("the API refused a request (429); pacing at the rate it accepted",
-                            extra={"fields": {"requests": accepted,
+                            extra={"fields": {"requests": estimate.requests,
                                               "window_seconds": span}})
-            self._estimated_until = now + FORGET_WINDOWS * span
+            self._estimated_until = now + _forget_after(estimate)
 
     # -- taking a slot --------------------------------------------------------------------
 
+    def next_slot_in(self) -> float:
+        """Seconds until the bucket sends anything at all (a pause, the pace); 0 if now."""
+        with self._lock:
+            now = self._clock()
+            return max(0.0, self._slot(now) - now)
+
     def acquire(self, deadline: float | None = None, stop: threading.Event | None = None,
-                priority: int = Priority.COUNTS) -> bool:
+                priority: int = Priority.COUNTS, max_wait: float | None = None) -> bool:
         """Take one slot, waiting as needed. False if ``deadline`` (the bucket's clock) or
-        ``stop`` comes first. Among waiters the lowest ``priority`` goes first."""
+        ``stop`` comes first, or, with ``max_wait`` (seconds), as soon as the bucket will
+        send nothing to anyone for longer than that (a pause, or a pace that slow): waiting
+        behind others who are being sent is not bounded by it. Among waiters the lowest
+        ``priority`` goes first."""
         with self._lock:
             now = self._clock()
             if not self._waiters:
@@ -251,6 +298,8 @@ class TokenBucket:
                     self._take(now)
                     return True
                 if deadline is not None and at > deadline:
+                    return False
+                if max_wait is not None and at - now > max_wait:
                     return False
             me = _Waiter((int(priority), next(self._seq)), threading.Condition(self._lock))
             heapq.heappush(self._waiters, me)
@@ -261,6 +310,8 @@ class TokenBucket:
                     now = self._clock()
                     at = self._slot(now)
                     if deadline is not None and (at > deadline or now > deadline):
+                        return False
+                    if max_wait is not None and at - now > max_wait:
                         return False
                     timeout: float | None = None
                     if self._waiters[0] is me:

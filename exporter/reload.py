@@ -21,6 +21,7 @@ from exporter.settings.secrets import Credentials, load_api_key
 
 if TYPE_CHECKING:
     from exporter.app import App
+    from exporter.mixpeek.client import MixpeekClient
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,12 @@ class Reloader:
         self._app = app
         self._lock = threading.Lock()
         self._key_stamp: int | None = None
+        self._key_failed = False  # the key file's last change could not be used
 
     def reload(self) -> tuple[bool, str]:
         """Re-read config and key; on any problem keep running the old ones. Returns
-        (accepted, a one-line summary for the HTTP answer)."""
+        (accepted, a one-line summary for the HTTP answer). Never raises."""
         with self._lock:
-            app = self._app
             try:
                 cfg, creds = self._loader()
             except ConfigError as e:
@@ -71,29 +72,47 @@ class Reloader:
             except Exception as e:  # a reload must never take the exporter down
                 log.debug("reading the configuration raised", exc_info=True)
                 return self._refused(f"exporter error: {type(e).__name__}")
-            register_secret(creds.key)
-            steps = plan(app.cfg, app.creds, cfg, creds)
-            if steps.new_client:
-                client = app.make_client(cfg, creds)
-                app.poller.swap_client(client, cfg.mixpeek.max_concurrency)
-                app.client = client
-            elif steps.new_key:
-                app.client.set_key(creds.key)
-            app.cfg, app.creds = cfg, creds
-            app.targets.configure(cfg, relist=steps.relist)
-            added, removed = app.targets.apply()
-            if steps.stale_after is not None:
-                app.store.set_stale_after(steps.stale_after)
-            if steps.interval is not None:
-                app.poller.reschedule(steps.interval)
-            app.poller.counts_source = cfg.poll.counts_source
-            app.poller.metadata_interval = cfg.poll.metadata_interval_seconds
+            app = self._app
+            try:
+                register_secret(creds.key)
+                steps = plan(app.cfg, app.creds, cfg, creds)
+                # Built before anything changes: a client that cannot be built (a value the
+                # schema let through but the HTTP stack refuses) leaves the old one running.
+                client = app.make_client(cfg, creds) if steps.new_client else None
+            except Exception as e:
+                log.debug("building the client raised", exc_info=True)
+                return self._refused(f"the mixpeek settings cannot be used: "
+                                     f"{type(e).__name__}")
+            try:
+                added, removed = self._apply(cfg, creds, steps, client)
+            except Exception as e:
+                log.error("applying the reloaded configuration failed part way",
+                          exc_info=True)
+                return self._refused(f"exporter error while applying it: {type(e).__name__}")
+            self._key_failed = False
             app.store.reload_done(True)
             log.info("configuration reloaded", extra={"fields": {
                 "added": len(added), "removed": len(removed), "key_source": creds.source}})
             if added:
                 app.poller.trigger_now()
             return True, f"reloaded: {len(added)} namespaces added, {len(removed)} removed"
+
+    def _apply(self, cfg: Config, creds: Credentials, steps: Plan,
+               client: MixpeekClient | None) -> tuple[list[str], list[str]]:
+        app = self._app
+        if client is not None:
+            app.poller.swap_client(client, cfg.mixpeek.max_concurrency)
+            app.client = client
+        elif steps.new_key:
+            app.client.set_key(creds.key)
+        app.cfg, app.creds = cfg, creds
+        app.targets.configure(cfg, relist=steps.relist)
+        added, removed = app.targets.apply()  # the staleness follows (polling.budget)
+        if steps.interval is not None:
+            app.poller.reschedule(steps.interval)
+        app.poller.counts_source = cfg.poll.counts_source
+        app.poller.metadata_interval = cfg.poll.metadata_interval_seconds
+        return added, removed
 
     def _refused(self, problems: str) -> tuple[bool, str]:
         self._app.store.reload_done(False)
@@ -119,10 +138,17 @@ class Reloader:
         with self._lock:
             try:
                 creds = load_api_key(app.cfg.mixpeek)
-            except ConfigError as e:
+            except Exception as e:  # ConfigError says why; anything else is ours
+                problems = "; ".join(e.problems) if isinstance(e, ConfigError) else \
+                    f"exporter error: {type(e).__name__}"
                 log.error("API key file changed but cannot be used; keeping the previous key",
-                          extra={"fields": {"problems": "; ".join(e.problems)}})
+                          extra={"fields": {"problems": problems}})
+                self._key_failed = True
+                app.store.reload_done(False)  # MixpeekConfigReloadFailed says so
                 return
+            if self._key_failed:
+                self._key_failed = False
+                app.store.reload_done(True)
             if creds.key != app.creds.key:
                 register_secret(creds.key)
                 app.client.set_key(creds.key)

@@ -5,7 +5,9 @@ only with --web.enable-lifecycle."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,9 +19,9 @@ import pytest
 import yaml
 
 from exporter.app import App, file_loader
-from exporter.settings.schema import Config, MixpeekConfig
+from exporter.settings.schema import Config, DiscoveryConfig, MixpeekConfig
 from exporter.settings.secrets import Credentials, Secret
-from tests.harness import http, parse_metrics, sample
+from tests.harness import http, parse_metrics, sample, wait_until
 
 K1 = "sk_live_app_one_1111111111"
 K2 = "sk_live_app_two_2222222222"
@@ -42,6 +44,20 @@ class API:
                 if auth.removeprefix("Bearer ") in outer.keys:
                     status, body = 200, {"namespace_id": ident, "namespace_name": ident[3:],
                                          "document_count": 3}
+                else:
+                    status, body = 401, {"error": {"type": "UnauthorizedError",
+                                                   "message": "Invalid API key"}}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:  # the list endpoint: no namespaces
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("Authorization", "").removeprefix("Bearer ") in outer.keys:
+                    status, body = 200, {"results": [], "pagination": {}}
                 else:
                     status, body = 401, {"error": {"type": "UnauthorizedError",
                                                    "message": "Invalid API key"}}
@@ -155,3 +171,44 @@ def test_ready_once_every_namespace_shows_a_count_or_a_verdict(api: API) -> None
         assert app.ready() == (True, "ready")
     finally:
         app.client.close()
+
+
+def discovering(url: str, key: str) -> Any:
+    cfg = Config(mixpeek=MixpeekConfig(base_url=url, max_requests_per_minute=0, max_retries=0),
+                 namespaces=["ns_a"], discovery=DiscoveryConfig(enabled=True))
+    return lambda: (cfg, Credentials(Secret(key), "test"))
+
+
+def test_once_fails_and_says_why_when_discovery_fails(
+        api: API, caplog: pytest.LogCaptureFixture) -> None:
+    app = App(discovering(api.url, K2))  # a key the API refuses
+    try:
+        with caplog.at_level(logging.ERROR):
+            _, ok = app.once()
+    finally:
+        app.client.close()
+    assert ok is False
+    said = next(r for r in caplog.records if r.getMessage().startswith(
+        "namespace discovery failed"))
+    assert "Invalid API key" in said.fields["error"]  # type: ignore[attr-defined]
+    assert K2 not in said.fields["error"]  # type: ignore[attr-defined]
+
+
+def test_status_says_why_discovery_fails_and_the_start_log_where_it_listens(
+        api: API, caplog: pytest.LogCaptureFixture) -> None:
+    app = App(discovering(api.url, K2), listen=":0")
+    with caplog.at_level(logging.INFO, logger="exporter.app"):
+        app.start()
+    try:
+        assert app.server is not None
+        url = f"http://127.0.0.1:{app.server.port}/status"
+        wait_until(lambda: b"Invalid API key" in http("GET", url)[2], 20,
+                   what="the discovery error on /status")
+    finally:
+        app.shutdown(grace=5)
+    started = next(r for r in caplog.records if r.getMessage() == "mixpeek-exporter started")
+    listen = started.fields["listen"]  # type: ignore[attr-defined]
+    if socket.has_dualstack_ipv6():
+        assert listen == f"[::]:{app.server.port} (IPv6 and IPv4)"
+    else:
+        assert listen == f"0.0.0.0:{app.server.port}"

@@ -30,7 +30,7 @@ BAD = [
     ("wrong_type", "mixpeek: {timeout_seconds: soon}\nnamespaces: [a]\n",
      "mixpeek.timeout_seconds: Input should be a valid number"),
     ("negative_timeout", "mixpeek: {timeout_seconds: -1}\nnamespaces: [a]\n",
-     "mixpeek.timeout_seconds: Input should be greater than 0"),
+     "mixpeek.timeout_seconds: Input should be greater than or equal to 0.1 (got -1)"),
     ("zero_concurrency", "mixpeek: {max_concurrency: 0}\nnamespaces: [a]\n",
      "mixpeek.max_concurrency: Input should be greater than or equal to 1"),
     ("http_remote", "mixpeek: {base_url: 'http://api.mixpeek.com'}\nnamespaces: [a]\n",
@@ -42,9 +42,11 @@ BAD = [
     ("url_query", "mixpeek: {base_url: 'https://api.mixpeek.com/?x=1'}\nnamespaces: [a]\n",
      "must not have a query string"),
     ("bad_env_name", "mixpeek: {api_key_env: 'MY-KEY'}\nnamespaces: [a]\n",
-     "mixpeek.api_key_env: must be an environment variable name"),
-    ("no_namespaces", "mixpeek: {}\n", "namespaces: list at least one namespace"),
-    ("empty_file", "", "namespaces: list at least one namespace"),
+     "mixpeek.api_key_env: must name the environment variable that holds the key"),
+    ("discovery_off_no_namespaces", "discovery: {enabled: false}\n",
+     "discovery.enabled: is false and no namespaces are listed"),
+    ("discovery_off_empty_namespaces", "discovery: {enabled: false}\nnamespaces: []\n",
+     "discovery.enabled: is false and no namespaces are listed"),
     ("namespaces_not_list", "namespaces: abc\n", "namespaces: Input should be a valid list"),
     ("duplicate_namespace", "namespaces: [a, b, a]\n", "namespaces: [2] 'a' is listed twice"),
     ("slash_in_namespace", "namespaces: ['a/b']\n", "contains '/'"),
@@ -250,12 +252,19 @@ def test_api_key_problems(tmp_path: Path, setup: str, expected: str) -> None:
     assert "sk_live bad" not in str(exc.value)
 
 
-def _check(path: Path | None, cwd: Path = ROOT, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
+CHECK_KEY = "sk_live_config_check_0001"
+
+
+def _check(path: Path | None, cwd: Path = ROOT, env: dict[str, str] | None = None,
+           key: bool = True) -> subprocess.CompletedProcess[str]:
+    """``--config.check``, with MIXPEEK_API_KEY set unless ``key`` is False."""
     flags = [] if path is None else ["--config.file", str(path)]
+    base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    if key:
+        base["MIXPEEK_API_KEY"] = CHECK_KEY
     return subprocess.run([sys.executable, "-m", "exporter", "--config.check", *flags],
                           capture_output=True, text=True, cwd=cwd, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(env or {})})
+                          env={**base, **(env or {})})
 
 
 def test_config_check_cli(tmp_path: Path) -> None:
@@ -272,10 +281,12 @@ def test_config_check_cli(tmp_path: Path) -> None:
 
 
 def test_config_check_without_a_file_says_it_runs_on_defaults(tmp_path: Path) -> None:
-    res = _check(None, cwd=tmp_path, env={"MIXPEEK_API_KEY": "sk_live_zero_config_0001"})
+    res = _check(None, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert NO_FILE in res.stdout and "discovery on" in res.stdout, res.stdout
+    assert res.stdout.startswith(f"{NO_FILE}: configuration is valid (no namespaces listed, "
+                                 "discovery on, polled every 60s)"), res.stdout
     assert "API key: found (env MIXPEEK_API_KEY)" in res.stdout
+    assert "./config.yaml is looked for at start only" in res.stdout, res.stdout
     (tmp_path / "config.yaml").write_text(GOOD)
     res = _check(None, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -296,3 +307,363 @@ def test_config_check_ignores_service_links_and_names_typoed_variables(tmp_path:
     assert bad.returncode == 1
     assert "MIXPEEK_EXPORTER_POLL__INTERVL_SECONDS (poll.intervl_seconds): unknown key" \
         in bad.stderr, bad.stderr
+
+
+# -- one rule for discovery: unset means "on when no namespace is listed" ------------------------
+
+@pytest.mark.parametrize(("text", "environ", "namespaces", "discovery"), [
+    ("", {}, [], True),  # no file at all
+    ("", {"MIXPEEK_EXPORTER_NAMESPACES": "[demo_catalog]"}, ["demo_catalog"], False),
+    ("poll: {interval_seconds: 600}\n", {}, [], True),
+    ("discovery: {include: [prod_]}\n", {}, [], True),
+    ("discovery: {enabled: null}\nnamespaces: [a]\n", {}, ["a"], False),
+    ("namespaces: [a]\n", {}, ["a"], False),
+    ("namespaces: [a]\ndiscovery: {enabled: true}\n", {}, ["a"], True),
+    ("namespaces: [a]\n", {"MIXPEEK_EXPORTER_NAMESPACES": "[]"}, [], True),
+    ("", {"MIXPEEK_EXPORTER_NAMESPACES": "[a]",
+          "MIXPEEK_EXPORTER_DISCOVERY__ENABLED": "true"}, ["a"], True),
+])
+def test_unset_discovery_is_on_exactly_when_no_namespace_is_listed(
+        text: str, environ: dict[str, str], namespaces: list[str], discovery: bool) -> None:
+    cfg = parse_config(text, environ=environ)
+    assert (cfg.namespaces, cfg.discovery.enabled) == (namespaces, discovery)
+
+
+def test_the_no_file_mode_follows_the_same_discovery_rule() -> None:
+    cfg = load_config(None, environ={"MIXPEEK_EXPORTER_NAMESPACES": "[demo_catalog]"})
+    assert cfg.namespaces == ["demo_catalog"] and not cfg.discovery.enabled
+    assert "with discovery" not in NO_FILE
+
+
+def test_discovery_turned_off_by_a_variable_with_no_namespaces_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config("", "cfg.yaml", environ={"MIXPEEK_EXPORTER_DISCOVERY__ENABLED": "false"})
+    assert ("MIXPEEK_EXPORTER_DISCOVERY__ENABLED (discovery.enabled): is false and no "
+            "namespaces are listed") in str(exc.value), str(exc.value)
+
+
+# -- mistakes that would otherwise pass and then fail every poll ---------------------------------
+
+@pytest.mark.parametrize(("url", "root"), [
+    ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080"),
+    ("https://api.mixpeek.com/v1/", "https://api.mixpeek.com"),
+    ("https://gateway.example/mixpeek/V1", "https://gateway.example/mixpeek"),
+])
+def test_base_url_ending_in_v1_is_refused_with_the_root_to_use(url: str, root: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(f"mixpeek: {{base_url: '{url}'}}\nnamespaces: [a]\n", "c.yaml", environ={})
+    assert "mixpeek.base_url:" in str(exc.value) and "adds /v1/" in str(exc.value)
+    assert f"drop it ({root!r})" in str(exc.value), str(exc.value)
+    parse_config(f"mixpeek: {{base_url: '{root}'}}\nnamespaces: [a]\n", environ={})
+
+
+@pytest.mark.parametrize(("kind", "says"), [
+    ("missing", "does not exist"),
+    ("directory", "cannot be read: it is a directory, not a regular file"),
+    ("fifo", "cannot be read: it is a FIFO"), ("not_pem", "holds no PEM certificate"),
+])
+def test_ca_file_must_be_a_readable_pem_bundle(tmp_path: Path, kind: str, says: str) -> None:
+    ca = tmp_path / "ca.pem"
+    if kind == "directory":
+        ca.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(ca)  # reading it would block: refused without opening for a read
+    elif kind == "not_pem":
+        ca.write_text("not a certificate\n")
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(f"mixpeek: {{ca_file: '{ca}'}}\nnamespaces: [a]\n")
+    for env in ({}, {"MIXPEEK_EXPORTER_MIXPEEK__CA_FILE": str(ca)}):
+        with pytest.raises(ConfigError) as exc:
+            load_config(cfg_file if not env else None, environ=env)
+        where = "MIXPEEK_EXPORTER_MIXPEEK__CA_FILE (mixpeek.ca_file)" if env else \
+            "mixpeek.ca_file"
+        assert f"{where}: {ca} {says}" in str(exc.value), str(exc.value)
+
+
+def test_a_path_no_file_can_have_is_a_config_error_not_a_crash() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config('mixpeek: {ca_file: "ca\\0.pem"}\nnamespaces: [a]\n', "c.yaml", environ={})
+    assert "mixpeek.ca_file:" in str(exc.value) and "NUL character" in str(exc.value)
+    cfg = parse_config('mixpeek: {api_key_file: "k\\0"}\nnamespaces: [a]\n', environ={})
+    with pytest.raises(ConfigError, match="NUL character"):
+        load_api_key(cfg.mixpeek, {})
+
+
+def test_ca_file_that_is_a_bundle_is_accepted(tmp_path: Path) -> None:
+    import certifi
+
+    cfg = parse_config(f"mixpeek: {{ca_file: '{certifi.where()}'}}\nnamespaces: [a]\n",
+                       environ={})
+    assert cfg.mixpeek.ca_file == Path(certifi.where())
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import certifi
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "key").write_text("sk_live_relative_0001\n")
+    (conf / "ca.pem").write_bytes(Path(certifi.where()).read_bytes())
+    (conf / "config.yaml").write_text(
+        "mixpeek: {api_key_file: key, ca_file: ./ca.pem}\nnamespaces: [a]\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(Path("../conf/config.yaml"), environ={})
+    assert cfg.mixpeek.api_key_file == conf / "key"
+    assert cfg.mixpeek.ca_file == conf / "ca.pem"
+    assert load_api_key(cfg.mixpeek, {}).key.reveal() == "sk_live_relative_0001"
+    # Set from the environment, a relative path is relative to the working directory.
+    (elsewhere / "key2").write_text("sk_live_relative_0002\n")
+    cfg = load_config(conf / "config.yaml",
+                      environ={"MIXPEEK_EXPORTER_MIXPEEK__API_KEY_FILE": "key2"})
+    assert cfg.mixpeek.api_key_file == elsewhere / "key2"
+    assert cfg.mixpeek.ca_file == conf / "ca.pem"
+
+
+# -- error lines say what to do ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "environ", "expected"), [
+    ("", {"MIXPEEK_EXPORTER_NAMESPACES": "a"},
+     "MIXPEEK_EXPORTER_NAMESPACES (namespaces): Input should be a valid list (got 'a'); write "
+     "it as a YAML list, e.g. MIXPEEK_EXPORTER_NAMESPACES='[a, b]'"),
+    ("namespaces: a\n", {}, "namespaces: Input should be a valid list (got 'a'); write it as a "
+                            "YAML list, e.g. [a, b]"),
+    ("namespace: [a]\n", {}, "namespace: unknown key; did you mean `namespaces`?"),
+    ("mixpeek: {timout_seconds: 3}\nnamespaces: [a]\n", {},
+     "mixpeek.timout_seconds: unknown key; did you mean `timeout_seconds`?"),
+    ("discovery: {exclud: [x]}\n", {}, "discovery.exclud: unknown key; did you mean `exclude`?"),
+    ("", {"MIXPEEK_EXPORTER_POLL__INTERVL_SECONDS": "30"},
+     "MIXPEEK_EXPORTER_POLL__INTERVL_SECONDS (poll.intervl_seconds): unknown key; did you mean "
+     "MIXPEEK_EXPORTER_POLL__INTERVAL_SECONDS?"),
+    ("", {"MIXPEEK_EXPORTER_POL__INTERVAL_SECONDS": "30"},
+     "did you mean MIXPEEK_EXPORTER_POLL__INTERVAL_SECONDS?"),
+    ("zzz: 1\n", {}, "zzz: unknown key (check the spelling against config.example.yaml)"),
+])
+def test_error_lines_say_what_to_do(text: str, environ: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "c.yaml", environ=environ)
+    assert expected in str(exc.value), str(exc.value)
+
+
+SOME_KEY = "sk_live_9f8e7d6c5b4a3210"
+
+
+@pytest.mark.parametrize(("text", "environ", "where"), [
+    (f"mixpeek: {{api_key: {SOME_KEY}}}\nnamespaces: [a]\n", {}, "mixpeek.api_key"),
+    (f"api_key: {SOME_KEY}\nnamespaces: [a]\n", {}, "api_key"),
+    ("namespaces: [a]\n", {"MIXPEEK_EXPORTER_MIXPEEK__API_KEY": SOME_KEY},
+     "MIXPEEK_EXPORTER_MIXPEEK__API_KEY (mixpeek.api_key)"),
+])
+def test_a_key_in_the_config_says_where_keys_come_from(text: str, environ: dict[str, str],
+                                                       where: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "c.yaml", environ=environ)
+    message = str(exc.value)
+    assert f"{where}: unknown key: the API key is never read from the configuration" in message
+    assert "MIXPEEK_API_KEY" in message and "mixpeek.api_key_file" in message, message
+    assert SOME_KEY[:8] not in message.replace("sk_live_", "") and SOME_KEY not in message
+
+
+# -- api_key_env is a name, never the key --------------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    "sk_live_abcdef123456", "sk_test_xyz789", "sk_3f9a1c2b7d",
+    "8f14e45fceea167a5a36dedd4bea2543",  # a bare token: letters and digits, no underscore
+    "A" * 300,  # a name too long to be one
+    "Bearer sk_live_abcdef123456",
+])
+def test_api_key_env_holding_a_key_is_refused_without_repeating_it(value: str) -> None:
+    for text, environ in ((f"mixpeek: {{api_key_env: '{value}'}}\nnamespaces: [a]\n", {}),
+                          ("namespaces: [a]\n", {"MIXPEEK_EXPORTER_MIXPEEK__API_KEY_ENV": value})):
+        with pytest.raises(ConfigError) as exc:
+            parse_config(text, "c.yaml", environ=environ)
+        message = str(exc.value)
+        assert ("mixpeek.api_key_env): must name" in message
+                or "mixpeek.api_key_env: must name" in message), message
+        assert ("must name the environment variable that holds the key (e.g. MIXPEEK_API_KEY), "
+                "not the key itself") in message
+        assert value[:12] not in message
+
+
+@pytest.mark.parametrize("name", ["MIXPEEK_API_KEY", "MY_MIXPEEK_KEY", "_k", "mixpeek_prod"])
+def test_api_key_env_accepts_variable_names(name: str) -> None:
+    cfg = parse_config(f"mixpeek: {{api_key_env: {name}}}\nnamespaces: [a]\n", environ={})
+    assert cfg.mixpeek.api_key_env == name
+
+
+# -- variables that look like overrides but are not ------------------------------------------------
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("MIXPEEK_EXPORTER_POLL_INTERVAL_SECONDS",
+     "did you mean MIXPEEK_EXPORTER_POLL__INTERVAL_SECONDS?"),
+    ("MIXPEEK_EXPORTER_MIXPEEK", "overrides are MIXPEEK_EXPORTER_<SECTION>__<KEY>"),
+    ("MIXPEEK_EXPORTER_NAMESPACE", "overrides are MIXPEEK_EXPORTER_<SECTION>__<KEY>"),
+])
+def test_stray_prefixed_variables_are_named_in_a_warning(name: str, says: str) -> None:
+    warnings: list[str] = []
+    cfg = parse_config(GOOD, environ={name: "5", **SERVICE_LINKS}, warn=warnings.append)
+    assert cfg == parse_config(GOOD, environ={})  # ignored, not an error
+    assert len(warnings) == 1, warnings  # the service links pass in silence
+    assert f"environment variable {name} is not a configuration override" in warnings[0]
+    assert says in warnings[0] and "5" not in warnings[0].replace(name, ""), warnings[0]
+
+
+def test_stray_variable_warning_is_logged_even_when_the_config_is_invalid(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"), pytest.raises(ConfigError):
+        parse_config("bogus: 1\n", environ={"MIXPEEK_EXPORTER_POLL_INTERVAL_SECONDS": "30"})
+    logged = [r.__dict__.get("fields", {}).get("warning", "") for r in caplog.records]
+    assert any("MIXPEEK_EXPORTER_POLL_INTERVAL_SECONDS" in w for w in logged), logged
+
+
+def test_config_check_states_mode_and_warns_about_stray_variables(tmp_path: Path) -> None:
+    res = _check(None, cwd=tmp_path, env={"MIXPEEK_EXPORTER_NAMESPACES": "[demo_catalog]",
+                                          "MIXPEEK_EXPORTER_POLL_INTERVAL_SECONDS": "30",
+                                          **SERVICE_LINKS})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"{NO_FILE}: configuration is valid (1 namespace, discovery "
+                                 "off, polled every 60s)"), res.stdout
+    warnings = [ln for ln in res.stdout.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1 and "MIXPEEK_EXPORTER_POLL_INTERVAL_SECONDS" in warnings[0], \
+        res.stdout
+    only_poll = tmp_path / "c.yaml"
+    only_poll.write_text("poll: {interval_seconds: 600}\n")
+    res = _check(only_poll)
+    assert res.returncode == 0, res.stderr
+    assert "configuration is valid (no namespaces listed, discovery on, polled every 600s)" \
+        in res.stdout, res.stdout
+
+
+def test_config_page_shows_whole_numbers_as_written() -> None:
+    from exporter.web.configpage import config_yaml
+    from exporter.web.page import PageSource, Running
+
+    cfg = parse_config("mixpeek: {max_requests_per_minute: 0, timeout_seconds: 2.5}\n"
+                       "namespaces: [a]\n", environ={})
+    running = Running(cfg, "env MIXPEEK_API_KEY", None)
+    page = config_yaml(PageSource(lambda: None, lambda: running))  # type: ignore[arg-type,return-value]
+    assert "max_requests_per_minute: 0\n" in page and "interval_seconds: 60\n" in page, page
+    assert "timeout_seconds: 2.5\n" in page and ".0\n" not in page, page
+
+
+# -- values YAML reads but cannot build, and values that would break the arithmetic later --------
+
+LONG_INT = "1" * 5000  # Python converts at most 4300 digits of text to an int
+
+# (YAML value, what the error line says about it). Each scanned as a type it then is not.
+UNBUILDABLE = [
+    ("2020-13-45", "'2020-13-45' is not a valid date (month must be in 1..12)"),
+    ("2020-02-30", "'2020-02-30' is not a valid date (day is out of range for month)"),
+    (LONG_INT, "is not a valid integer (5000 digits: at most 4300)"),
+    ("!!float abc", "'abc' is not a valid number"),
+    ("!!int 12x", "'12x' is not a valid integer"),
+    ("!!timestamp soon", "'soon' is not a valid date"),
+    ("!!binary 'AAA$$$'", "failed to decode base64 data"),
+]
+
+
+@pytest.mark.parametrize(("value", "says"), UNBUILDABLE, ids=[u[0][:16] for u in UNBUILDABLE])
+def test_a_value_yaml_cannot_build_is_a_config_error_naming_file_and_line(
+        value: str, says: str) -> None:
+    text = f"namespaces: [a]\nmixpeek:\n  timeout_seconds: {value}\n"
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "cfg.yaml", environ={})
+    message = str(exc.value)
+    assert message.startswith("invalid configuration in cfg.yaml:\n  - line 3, column 20: "), \
+        message
+    assert says in message and len(message) < 300, message
+
+
+@pytest.mark.parametrize(("value", "says"), UNBUILDABLE, ids=[u[0][:16] for u in UNBUILDABLE])
+def test_an_override_yaml_cannot_build_is_a_config_error_naming_the_variable(
+        value: str, says: str) -> None:
+    var = "MIXPEEK_EXPORTER_MIXPEEK__TIMEOUT_SECONDS"
+    with pytest.raises(ConfigError) as exc:
+        parse_config(GOOD, "cfg.yaml", environ={var: value})
+    assert f"\n  - {var} (mixpeek.timeout_seconds): " in str(exc.value), str(exc.value)
+    assert says in str(exc.value), str(exc.value)
+
+
+def test_an_override_that_is_not_yaml_at_all_is_still_taken_as_text() -> None:
+    cfg = parse_config(GOOD, environ={"MIXPEEK_EXPORTER_MIXPEEK__API_KEY_FILE": "keys: [a"})
+    assert cfg.mixpeek.api_key_file is not None and cfg.mixpeek.api_key_file.name == "keys: [a"
+
+
+def test_a_character_yaml_refuses_is_named_with_its_line() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config("namespaces: [a]\nx: 1\x00\n", "cfg.yaml", environ={})
+    assert "line 2, column 5" in str(exc.value) and "U+0000" in str(exc.value), str(exc.value)
+
+
+@pytest.mark.parametrize(("pattern", "says"), [
+    ("a{4294967295}", "the repetition number is too large"),
+    ("x{1,99999999999999999999}", "the repetition number is too large"),
+    ("(" * 2000 + ")" * 2000, "nested too deeply"),
+    ("(?P<a>x)(?P=b)", "unknown group name 'b'"),
+])
+def test_a_discovery_pattern_that_cannot_compile_names_the_key(pattern: str, says: str) -> None:
+    for key in ("include", "exclude"):
+        with pytest.raises(ConfigError) as exc:
+            parse_config(f"discovery:\n  {key}: ['{pattern}']\n", "cfg.yaml", environ={})
+        message = str(exc.value)
+        assert f"discovery.{key}: [0] " in message and says in message, message
+        assert len(message) < 300, message  # a long pattern is shortened, not echoed whole
+
+
+NUMBERS = ["mixpeek.timeout_seconds", "mixpeek.retry_backoff_seconds",
+           "mixpeek.retry_after_max_seconds", "mixpeek.max_requests_per_minute",
+           "poll.interval_seconds", "poll.stale_after_seconds", "poll.metadata_interval_seconds",
+           "discovery.refresh_interval_seconds"]
+
+
+@pytest.mark.parametrize("key", NUMBERS)
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "true"])
+def test_every_number_refuses_nan_infinity_and_booleans_naming_the_key(key: str,
+                                                                      value: str) -> None:
+    section, name = key.split(".")
+    with pytest.raises(ConfigError) as exc:
+        parse_config(f"namespaces: [a]\n{section}:\n  {name}: {value}\n", "cfg.yaml",
+                     environ={})
+    says = "must be a number, not true or false" if value == "true" else \
+        "must be a finite number"
+    assert f"  - {key}: {says}" in str(exc.value), str(exc.value)
+
+
+@pytest.mark.parametrize("rpm", ["1e-17", "5e-324", "0.5", "0.999"])
+def test_a_request_budget_below_one_a_minute_is_refused_saying_why(rpm: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(GOOD, "cfg.yaml",
+                     environ={"MIXPEEK_EXPORTER_MIXPEEK__MAX_REQUESTS_PER_MINUTE": rpm})
+    message = str(exc.value)
+    assert ("MIXPEEK_EXPORTER_MIXPEEK__MAX_REQUESTS_PER_MINUTE "
+            "(mixpeek.max_requests_per_minute): must be 0 (no limit) or from 1 to 100000") \
+        in message, message
+    assert "poll.interval_seconds" in message, message  # what to do instead
+
+
+@pytest.mark.parametrize("value", ["1e-300", "0.01", "0"])
+def test_a_timeout_too_short_for_any_request_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(f"mixpeek: {{timeout_seconds: {value}}}\nnamespaces: [a]\n", "cfg.yaml",
+                     environ={})
+    assert "mixpeek.timeout_seconds: Input should be greater than or equal to 0.1 (got " \
+        in str(exc.value), str(exc.value)
+
+
+def test_config_check_reports_unbuildable_values_and_tiny_budgets(tmp_path: Path) -> None:
+    stamp = tmp_path / "stamp.yaml"
+    stamp.write_text("namespaces: [a]\ndiscovery:\n  refresh_interval_seconds: 2020-13-45\n")
+    for path, env, says in (
+            (stamp, {}, f"invalid configuration in {stamp}:\n  - line 3, column 29: "),
+            (ROOT / "config.example.yaml",
+             {"MIXPEEK_EXPORTER_POLL__INTERVAL_SECONDS": "9" * 5000},
+             "MIXPEEK_EXPORTER_POLL__INTERVAL_SECONDS (poll.interval_seconds): "),
+            (ROOT / "config.example.yaml",
+             {"MIXPEEK_EXPORTER_MIXPEEK__MAX_REQUESTS_PER_MINUTE": "1e-17"},
+             "MIXPEEK_EXPORTER_MIXPEEK__MAX_REQUESTS_PER_MINUTE "
+             "(mixpeek.max_requests_per_minute): must be 0 (no limit)")):
+        res = _check(path, env=env)
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+        assert says in res.stderr, res.stderr

@@ -44,6 +44,8 @@ KUBE_VERSIONS = ["1.25.0", "1.37.0"]  # oldest and newest schemas kubernetes-val
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 SECRET_DIR = "/etc/mixpeek-exporter/secret"
 MINIMAL = {"apiKey": {"value": "test-key-0123456789"}, "namespaces": ["my_namespace"]}
+# Exporter config keys the chart sets itself (the mounted Secret, the CA bundle), never values.
+CHART_OWNED = {"api_key_env", "api_key_file", "ca_file"}
 
 Manifest = dict[str, Any]
 
@@ -229,6 +231,14 @@ BAD_VALUES = [
     {"mixpeek": {"max_retries": 11}},
     {"mixpeek": {"max_concurrency": 1.5}},
     {"mixpeek": {"api_key_file": "/tmp/key"}},  # the chart owns the key path
+    {"mixpeek": {"api_key_env": "OTHER_KEY"}},  # the key is a file, never an env var
+    {"mixpeek": {"ca_file": "/etc/ssl/ca.pem"}},  # caBundle.configMap sets it
+    {"discovery": {"max_namespaces": 1_000_001}},  # above the exporter's own bound
+    {"discovery": {"refresh_interval_seconds": 0.5}},
+    {"prometheusRule": {"runbookBase": "ftp://git.example.com/README.md"}},
+    {"prometheusRule": {"runbookBase": "https://git.example.com/README.md#top"}},  # ours: #alert
+    {"prometheusRule": {"runbookBase": "https://git.example.com/{{ .Release.Name }}"}},
+    {"prometheusRule": {"runbookBase": "https:///README.md"}},
     {"poll": {"interval_seconds": 0.5}},
     {"poll": {"interval": 60}},
     {"namespaces": "my_namespace"},
@@ -353,7 +363,7 @@ def test_config_values_follow_the_exporter_config_model() -> None:
     sections = {"mixpeek": MixpeekConfig, "poll": PollConfig, "discovery": DiscoveryConfig}
     assert set(Config.model_fields) == {*sections, "namespaces"}, (
         "the exporter config has a new section: add it to the chart (values, schema, config)")
-    chart_owned = {"api_key_env", "api_key_file", "ca_file"}  # set by the chart, not by values
+    chart_owned = CHART_OWNED
     # Left unset (null) in the chart, so the exporter derives it from the interval.
     derived = {("poll", "stale_after_seconds")}
     for section, model in sections.items():
@@ -365,6 +375,33 @@ def test_config_values_follow_the_exporter_config_model() -> None:
             default = field.get_default(call_default_factory=True)
             expected = None if (section, key) in derived else default
             assert values[section][key] == expected, f"{section}.{key}"
+
+
+_BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+_JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
+
+
+def test_config_value_ranges_are_the_exporters() -> None:
+    """The README and the chart promise the exporter's own keys and ranges: the schema refuses
+    exactly what the exporter refuses (bounds and types per key), so a value that works in a
+    config file is never turned down by `helm install`, and a bad one never reaches the pod."""
+    from exporter.settings.schema import DiscoveryConfig, MixpeekConfig, PollConfig
+
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    sections = {"mixpeek": MixpeekConfig, "poll": PollConfig, "discovery": DiscoveryConfig}
+    for section, model in sections.items():
+        props = schema["properties"][section]["properties"]
+        for key in set(model.model_fields) - CHART_OWNED:
+            field = model.model_fields[key]
+            exporter_bounds = {_BOUNDS[a]: getattr(m, a) for m in field.metadata
+                               for a in _BOUNDS if getattr(m, a, None) is not None}
+            chart_bounds = {k: v for k, v in props[key].items() if k in _BOUNDS.values()}
+            assert chart_bounds == exporter_bounds, f"{section}.{key}"
+            json_type = _JSON_TYPES.get(field.annotation)
+            if json_type is not None:
+                types = props[key]["type"]
+                assert json_type in (types if isinstance(types, list) else [types]), (
+                    f"{section}.{key}")
 
 
 def test_config_change_rolls_the_pod_without_a_new_image(chart: helm.Chart) -> None:
@@ -845,6 +882,21 @@ def test_prometheusrule_adaptations(chart: helm.Chart, tmp_path: Path) -> None:
     proc = subprocess.run([promtool, "check", "rules", str(rules_file)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_prometheusrule_runbook_base_moves_every_link(chart: helm.Chart) -> None:
+    """prometheusRule.runbookBase gives the same links as `alertrules.py --set runbook_base`
+    (the README's way without Helm), and changes nothing else."""
+    from tools.dashcheck import alertrules
+
+    base = "https://git.example.com/ops/mixpeek-exporter/-/blob/main/README.md"
+    docs = render(chart, MINIMAL | {"prometheusRule": {"enabled": True, "runbookBase": base}})
+    groups = only(docs, "PrometheusRule")["spec"]["groups"]
+    text = (MONITORING / "alerts.yaml").read_text(encoding="utf-8")
+    expected = yaml.safe_load(alertrules.render_variant(text, {"runbook_base": base}))["groups"]
+    assert groups == expected
+    for rule in (r for g in groups for r in g["rules"] if "alert" in r):
+        assert rule["annotations"]["runbook_url"] == f"{base}#{rule['alert'].lower()}"
 
 
 def test_dashboard_configmap_is_exactly_the_dashboard(chart: helm.Chart) -> None:

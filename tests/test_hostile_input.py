@@ -14,6 +14,7 @@ and HTTP clients of the exporter's own server.
 
 from __future__ import annotations
 
+import math
 import re
 import select
 import socket
@@ -28,10 +29,11 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import requests_mock
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.mixpeek.client import MixpeekClient, UnsafeIdentifier, namespace_path
+from exporter.polling.budget import effective_interval
 from exporter.ratelimit import TokenBucket
 from exporter.settings.identifiers import identifier_labels, identifier_problem
 from exporter.settings.load import ConfigError, load_config, parse_config
@@ -70,9 +72,47 @@ configs = st.fixed_dictionaries({}, optional={
     "discovery": st.dictionaries(st.sampled_from(KEYS), values, max_size=3) | values,
     "namespaces": st.lists(st.text(max_size=20) | scalars, max_size=4) | values,
 }) | st.dictionaries(keys, values, max_size=5) | values
+# YAML written as text, not dumped: values that scan as a type they then are not (a date with
+# month 13, an integer longer than Python converts from text), tags, numbers that are not
+# finite or so small the arithmetic built on them gives up, and patterns `re` cannot compile.
+raw_values = (
+    st.from_regex(r"\d{4}-\d{1,2}-\d{1,2}([Tt ]\d{1,2}:\d\d:\d\d(\.\d{1,9})?)?",
+                  fullmatch=True)
+    | st.integers(4250, 4350).map(lambda n: "1" * n)
+    | st.floats(min_value=0, max_value=1e-15, exclude_min=True).map(repr)
+    | st.floats(min_value=0, max_value=2, exclude_min=True).map(repr)
+    | st.sampled_from([
+        ".nan", ".inf", "-.inf", "true", "1e-17", "5e-324", "1e-300", "1e999", "0", "0x1F",
+        "!!float abc", "!!int 12x", "!!timestamp soon", "!!binary 'AAA$$$'", "!!str 5",
+        "!!set {a: null}", "!!omap [a: 1]", "!!python/name:os.system", "[*x]", "&a [*a]"]))
+patterns = st.text(max_size=12) | st.sampled_from([
+    "a{4294967295}", "x{1,99999999999999999999}", "(" * 2000 + ")" * 2000, "(?P<a>x)(?P=b)",
+    "[z-a]", "\\N{nope}", "(?i" + ")"])
+VALUE_KEYS = [("mixpeek", k) for k in ("timeout_seconds", "retry_backoff_seconds",
+                                       "retry_after_max_seconds", "max_requests_per_minute",
+                                       "max_concurrency", "max_retries", "max_response_bytes",
+                                       "api_key_file", "base_url")] + \
+    [("poll", k) for k in ("interval_seconds", "stale_after_seconds",
+                           "metadata_interval_seconds")] + \
+    [("discovery", k) for k in ("refresh_interval_seconds", "page_size", "max_namespaces")]
+
+
+def _quoted(pattern: str) -> str:
+    return "'" + pattern.replace("'", "''") + "'"
+
+
+raw_lines = (st.tuples(st.sampled_from(VALUE_KEYS), raw_values)
+             .map(lambda kv: f"{kv[0][0]}:\n  {kv[0][1]}: {kv[1]}\n")
+             | st.tuples(st.sampled_from(["include", "exclude"]), st.lists(patterns, max_size=3))
+             .map(lambda kv: f"discovery:\n  {kv[0]}: [{', '.join(map(_quoted, kv[1]))}]\n"))
+raw_configs = st.tuples(st.sampled_from(["namespaces: [a]\n", ""]),
+                        st.lists(raw_lines, min_size=1, max_size=3)).map(
+    lambda t: t[0] + "".join(t[1]))
 environs = st.dictionaries(
-    st.from_regex(r"MIXPEEK_EXPORTER_[A-Za-z_]{0,24}", fullmatch=True),
-    st.text(max_size=20) | st.sampled_from(["[a, b]", "{x: 1}", "true", "30", "- x"]),
+    st.from_regex(r"MIXPEEK_EXPORTER_[A-Za-z_]{0,24}", fullmatch=True)
+    | st.sampled_from(VALUE_KEYS).map(lambda k: f"MIXPEEK_EXPORTER_{k[0]}__{k[1]}".upper()),
+    st.text(max_size=20) | raw_values
+    | st.sampled_from(["[a, b]", "{x: 1}", "true", "30", "- x"]),
     max_size=3)
 
 
@@ -88,6 +128,9 @@ def _check_outcome(text: str, environ: dict[str, str]) -> None:
         assert str(e).startswith("invalid configuration in hostile.yaml:")
     else:
         assert cfg.namespaces or cfg.discovery.enabled
+        # What the loader accepts, start-up can use: the request budget paces by it.
+        TokenBucket(cfg.mixpeek.max_requests_per_minute, strict=True)
+        assert math.isfinite(effective_interval(cfg, cfg.discovery.max_namespaces))
 
 
 @PROPERTY
@@ -101,6 +144,18 @@ def test_random_config_structures_never_crash_the_loader(obj: Any, environ: dict
 @given(st.text(max_size=300))
 def test_random_text_never_crashes_the_loader(text: str) -> None:
     _check_outcome(text, {})
+
+
+@PROPERTY
+@given(raw_configs, environs)
+@example("mixpeek:\n  max_requests_per_minute: 1e-17\n", {})  # ZeroDivisionError at start
+@example("", {"MIXPEEK_EXPORTER_MIXPEEK__MAX_REQUESTS_PER_MINUTE": "5e-324"})
+@example("mixpeek:\n  timeout_seconds: 2020-13-45\n", {})
+@example("", {"MIXPEEK_EXPORTER_POLL__INTERVAL_SECONDS": "9" * 5000})
+@example("discovery:\n  include: ['a{4294967295}']\n", {})
+def test_values_yaml_cannot_build_never_crash_the_loader(text: str, environ: dict[str, str]
+                                                        ) -> None:
+    _check_outcome(text, environ)
 
 
 VALID = "mixpeek:\n  timeout_seconds: 5\npoll:\n  interval_seconds: 30\nnamespaces: [a, ns_1]\n"
@@ -272,7 +327,8 @@ def _config_check(tmp_path: Path, namespaces: list[str]) -> subprocess.Completed
                     encoding="utf-8")
     return subprocess.run([sys.executable, "-m", "exporter", "--config.check", "--config.file",
                            str(path)], capture_output=True, text=True, cwd=ROOT, timeout=60,
-                          env={"PATH": "/usr/bin:/bin"})
+                          env={"PATH": "/usr/bin:/bin",
+                               "MIXPEEK_API_KEY": "sk_live_config_check_0000"})
 
 
 def test_config_check_names_each_bad_identifier(tmp_path: Path) -> None:
@@ -330,11 +386,9 @@ def _raw(e: ExporterProcess, data: bytes, timeout: float = 5.0) -> bytes:
 
 
 def _status(resp: bytes) -> int | None:
-    line = resp.split(b"\r\n", 1)[0].split()
-    if resp.startswith(b"HTTP/") and len(line) >= 2 and line[1].isdigit():
-        return int(line[1])
-    # A one-word request line counts as HTTP/0.9, whose answers have no status line.
-    m = re.search(rb"Error code: (\d{3})", resp)
+    """The status of an HTTP/1.1 answer; None for anything else (nothing, or an answer in
+    HTTP/0.9 style, without a status line)."""
+    m = re.match(rb"HTTP/1\.1 (\d{3}) ", resp)
     return int(m.group(1)) if m else None
 
 
@@ -359,8 +413,12 @@ def _proc_status(pid: int, field: str) -> int:
     ("garbage request line", b"GARBAGE\r\n\r\n", {400}),
     ("binary junk", b"\x00\xff\xfe\x01\x02\r\n\r\n", {400}),
     ("TLS hello to plain HTTP", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
-     {400, None}),
+     {400}),
     ("unknown HTTP version", b"GET / HTTP/9.9\r\n\r\n", {505}),
+    ("HTTP/2 request line", b"GET /metrics HTTP/2.0\r\nHost: x\r\n\r\n", {505}),
+    ("HTTP/2 connection preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", {505}),
+    ("version that is not a number", b"GET /metrics HTTP/x.y\r\nHost: x\r\n\r\n", {400}),
+    ("HTTP/0.9 request line", b"GET /metrics\r\n\r\n", {400}),
     ("request line too long", b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", {414}),
     ("header line too long", b"GET /metrics HTTP/1.1\r\nX-A: " + b"a" * 70_000 + b"\r\n\r\n",
      {431}),
@@ -379,7 +437,9 @@ def _proc_status(pid: int, field: str) -> int:
      b"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
      {411}),
     ("header trickled to the end of input", b"GET /healthz HTTP/1.1\r\nX-Slow: a", {400, 200}),
-    ("header with NUL", b"GET /healthz HTTP/1.1\r\nX-A: a\x00b\r\n\r\n", {200}),
+    ("header with NUL", b"GET /healthz HTTP/1.1\r\nX-A: a\x00b\r\n\r\n", {400}),
+    ("header name with a space", b"GET /healthz HTTP/1.1\r\nX A: b\r\n\r\n", {400}),
+    ("duplicate Host", b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", {400}),
 ])
 def test_malformed_requests_get_an_error_not_a_crash(exporter: ExporterProcess, name: str,
                                                       data: bytes, expected: set[int | None]
@@ -414,9 +474,18 @@ def test_a_request_body_is_never_read_as_a_request(exporter: ExporterProcess) ->
     """A GET carrying a body that is itself a request gets one answer; the body never runs
     (the exporter under test has the lifecycle API on, so a smuggled reload would)."""
     smuggled = b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
-    framings = [b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled,
-                b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
-                % (len(smuggled), smuggled)]
+    n = len(smuggled)
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (n, smuggled)
+    framings = [b"Content-Length: %d\r\n\r\n" % n + smuggled,
+                b"Transfer-Encoding: chunked\r\n\r\n" + chunked,
+                # Framings a proxy in front may read differently (attack probe p08).
+                b"Content-Length : %d\r\n\r\n" % n + smuggled,
+                b"Content-Length\t: %d\r\n\r\n" % n + smuggled,
+                b"X-A: 1\r\n Content-Length: %d\r\n\r\n" % n + smuggled,
+                b"Transfer-Encoding : chunked\r\n\r\n" + chunked,
+                b"Transfer-Encoding:\r\n chunked\r\n\r\n" + chunked,
+                b"Content-Length\x00: %d\r\n\r\n" % n + smuggled,
+                b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n" % (n, n) + smuggled]
     for framed in framings:
         resp = _raw(exporter, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + framed)
         assert resp.count(b"HTTP/1.1 ") == 1, resp
@@ -441,6 +510,39 @@ def test_slowloris_connections_do_not_stall_scrapes(exporter: ExporterProcess) -
                 except OSError:
                     pass  # cut at the head deadline: fine, that is the other bound
             _healthy(exporter)
+    finally:
+        for s in socks:
+            s.close()
+    _healthy(exporter)
+
+
+@pytest.mark.e2e
+def test_clients_that_never_read_or_trickle_a_body_do_not_stall_scrapes(
+        exporter: ExporterProcess) -> None:
+    """Attack probes p06 and p07: 72 clients pipelining requests with the smallest receive
+    buffer and never reading, and 72 trickling a body to GET /healthz, once held every
+    handler and every probe place: neither probes nor scrapes were answered."""
+    socks = []
+    try:
+        for i in range(72):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+            s.settimeout(5)
+            s.connect(("127.0.0.1", exporter.port))
+            first = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" if i < 4 else b""
+            s.sendall(first + b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 200)
+            socks.append(s)
+        for _ in range(72):
+            s = socket.create_connection(("127.0.0.1", exporter.port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\n\r\na")
+            socks.append(s)
+        for _ in range(5):
+            _healthy(exporter)
+            for s in socks[72:]:
+                try:
+                    s.sendall(b"a")
+                except OSError:
+                    pass  # cut at the head deadline: fine, that is the other bound
     finally:
         for s in socks:
             s.close()

@@ -209,7 +209,7 @@ def test_dashboard_import_keeps_no_instance_specifics() -> None:
 def test_staleness_thresholds_follow_the_alert() -> None:
     """The red lines of the staleness panels sit where MixpeekNamespaceDataStale fires."""
     knob = next(t for t in alertrules.parse_tunables(RULES.read_text())
-                if t.knob == "stale_after_seconds")
+                if t.knob == "data_stale_after_seconds")
     panels = [p for p in _content_panels()
               if "mixpeek_namespace_last_success_timestamp_seconds" in p["targets"][0]["expr"]
               and "time() -" in p["targets"][0]["expr"]]

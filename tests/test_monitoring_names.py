@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -22,8 +23,10 @@ import yaml
 
 from exporter.polling.targets import shard_of
 from exporter.render.families import sample_names
+from exporter.web.server import LANDING
 from tests.conftest import API_KEY
-from tests.harness import ExporterProcess, SimulatorProcess, exporter_config
+from tests.harness import ExporterProcess, SimulatorProcess, exporter_config, sample
+from tests.tooling import require_tool
 from tools.dashcheck import alertrules, dashcheck
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,3 +241,75 @@ def test_operator_families_have_an_alert_and_a_panel() -> None:
         assert any(u.startswith("alert ") for u in uses), f"{name}: no alert uses it"
         assert any(u.startswith("panel ") for u in uses), f"{name}: no dashboard panel shows it"
     assert "clone_status" in referenced_labels()
+
+
+# ---------------------------------------------------------------------------- what users meet first
+
+def _shipped_alert(name: str) -> dict[str, Any]:
+    rules = yaml.safe_load((ROOT / "monitoring" / "alerts.yaml").read_text())
+    return next(r for r in alertrules.alert_rules(rules) if r["alert"] == name)
+
+
+def test_demo_archive_is_explained_as_it_is_served(exposition: Exposition) -> None:
+    """The README's first screen and the landing page explain the demo's missing documents
+    series by what the exporter really serves for demo_archive (a count that timed out, not one
+    "not yet counted"), and name the alert that series feeds."""
+    archive = {"namespace_name": "demo_archive"}
+    assert sample(exposition, "mixpeek_namespace_document_count_complete", **archive) == 0
+    assert sample(exposition, "mixpeek_namespace_documents", **archive) is None
+    rule = _shipped_alert("MixpeekNamespaceDocumentCountDegraded")
+    assert "mixpeek_namespace_document_count_complete" in rule["expr"]
+    first_screen = README.read_text().split("<!-- BEGIN core -->")[0]
+    for where, text in (("README first screen", first_screen), ("landing page", LANDING)):
+        for said in ("document_count_complete: false", "mixpeek_namespace_document_count_complete",
+                     "MixpeekNamespaceDocumentCountDegraded", f"for: {rule['for']}"):
+            assert said in text, f"{where}: {said!r}"
+        assert "not yet counted" not in text, where
+
+
+def _as_input_series(served: Exposition, job: str, instance: str) -> list[dict[str, str]]:
+    """Every mixpeek_* sample an exporter serves, as promtool input held for 20 minutes."""
+    out = []
+    for name, rows in sorted(served.items()):
+        if not name.startswith("mixpeek_") or name.endswith("_created"):
+            continue
+        for labels, value in rows:
+            labels = {**labels, "job": job, "instance": instance}
+            matchers = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items()))
+            out.append({"series": f"{name}{{{matchers}}}", "values": f"{value!r}x20"})
+    return out
+
+
+def test_wrong_key_with_discovery_on_pages(tmp_path: Path) -> None:
+    """The zero-config default (discovery on, no namespaces listed) with a key the API refuses:
+    the real exporter serves no namespace series at all, so the per-namespace auth and poll
+    alerts have nothing to fire on; the shipped rules, fed exactly what it serves, page with
+    MixpeekDiscoveryFailingNoNamespaces."""
+    with SimulatorProcess(api_key=API_KEY, extra_args=SIM_ARGS) as sim:
+        cfg = exporter_config(sim.url, [])
+        cfg["discovery"] = {"enabled": True}
+        with ExporterProcess(cfg, api_key="sk_live_NOT_THE_KEY_0000") as exp:
+            exp.wait_for_sample("mixpeek_exporter_discovery_up", lambda v: v == 0)
+            served = exp.metrics()
+    assert sample(served, "mixpeek_exporter_namespaces") == 0
+    assert not [n for n in served if n.startswith("mixpeek_namespace_")]
+
+    job, instance = "mixpeek-exporter", "exp:10117"
+    paging = _shipped_alert("MixpeekDiscoveryFailingNoNamespaces")
+    annotations = {k: v.replace("{{ $labels.instance }}", instance)
+                   for k, v in paging["annotations"].items()}
+    assert not [v for v in annotations.values() if "{{" in v], annotations
+    quiet = ["MixpeekAuthFailing", "MixpeekNamespacePollFailing", "MixpeekDiscoveryFailing",
+             "MixpeekConfigReloadFailed"]
+    case = {"interval": "1m", "input_series": _as_input_series(served, job, instance),
+            "alert_rule_test": [
+                {"eval_time": "15m", "alertname": paging["alert"], "exp_alerts": [
+                    {"exp_labels": {**paging["labels"], "job": job, "instance": instance},
+                     "exp_annotations": annotations}]},
+                *({"eval_time": "15m", "alertname": name, "exp_alerts": []} for name in quiet)]}
+    (tmp_path / "alerts.yaml").write_text((ROOT / "monitoring" / "alerts.yaml").read_text())
+    (tmp_path / "wrong-key.test.yaml").write_text(yaml.safe_dump(
+        {"rule_files": ["alerts.yaml"], "evaluation_interval": "1m", "tests": [case]}))
+    res = subprocess.run([require_tool("promtool"), "test", "rules", "wrong-key.test.yaml"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -33,8 +33,13 @@ REQUIRED_ALERTS = {
     # the operator fields of API 0.82 (issue 12) and the fields the parser could not use
     "MixpeekNamespaceNotReady", "MixpeekNamespaceExpiringSoon",
     "MixpeekNamespaceDocumentCountDegraded", "MixpeekNamespaceInvalidFields",
+    # the exporter's own work: a wrong key with discovery on leaves no namespace series at all
+    "MixpeekDiscoveryFailingNoNamespaces", "MixpeekDiscoveryFailing", "MixpeekConfigReloadFailed",
 }
-# Alerts about the exporter as a whole carry no namespace labels to name.
+# Alerts about an exporter as a whole carry its instance, and no namespace labels to name.
+EXPORTER_ALERTS = {"MixpeekExporterDown", "MixpeekDiscoveryFailingNoNamespaces",
+                   "MixpeekDiscoveryFailing", "MixpeekConfigReloadFailed"}
+# Alerts on Prometheus's own `up`, which has no exporter series that could end.
 TARGET_ALERTS = {"MixpeekExporterDown"}
 SEVERITIES = {"critical", "warning", "info"}
 
@@ -142,7 +147,7 @@ def test_alert_labels_and_annotations(alert: str) -> None:
     assert rule["labels"]["severity"] in SEVERITIES
     ann = rule["annotations"]
     assert set(ann) >= {"summary", "description", "runbook_url"}
-    if alert not in TARGET_ALERTS:
+    if alert not in EXPORTER_ALERTS:
         # Per-namespace alerts name the namespace in both texts; the summary falls back to the
         # id for a namespace configured by id that never answered (namespace_name empty).
         assert "$labels.namespace_name" in ann["summary"]
@@ -226,8 +231,8 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
 
 
 def test_unit_tests_cover_restarts_and_vanished_namespaces() -> None:
-    """Each per-namespace alert is tested against a restart gap and a series that ends (a
-    `stale` marker), not only against steady data."""
+    """Each alert on the exporter's series is tested against a restart gap and a series that
+    ends (a `stale` marker), not only against steady data."""
     tests = yaml.safe_load(RULE_TESTS.read_text())
     covered: set[str] = set()
     for group in tests["tests"]:
@@ -262,7 +267,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     ("documents_drop_ratio=1.5", "not a ratio in (0, 1]"),
     ("rate_limited_failures=2.5", "not a whole number >= 0"),
     ("rate_limited_failures=-1", "not a whole number >= 0"),
-    ("stale_after_seconds=soon", "not a number of seconds > 0"),
+    ("data_stale_after_seconds=soon", "not a number of seconds > 0"),
+    ("stale_after_seconds=900", "unknown knob 'stale_after_seconds'"),  # poll.'s, not a knob
+    ("runbook_base=ftp://git.example.com/README.md", "not an http(s) URL"),
+    ("runbook_base=https://git.example.com/README.md#top", "not an http(s) URL"),
+    ("runbook_base=https://git.example.com/{{ .Values }}/README.md", "not an http(s) URL"),
+    ("runbook_base=https:///README.md", "not an http(s) URL"),
     ("documents_drop_window=30 minutes", "not a Prometheus duration"),
     ("documents_drop_window=5M", "not a Prometheus duration"),
     ("documents_drop_window=0s", "a window must be longer than 0"),
@@ -282,7 +292,7 @@ def test_knob_cli_refuses_bad_names_and_values_in_one_line(arg: str, why: str) -
 
 def test_knob_cli_renders_valid_values(tmp_path: Path) -> None:
     res = _cli("--set", "documents_drop_ratio=0.25", "--set", "documents_drop_for=0s",
-               "--set", "rate_limited_failures=0", "--set", "stale_after_seconds=1800",
+               "--set", "rate_limited_failures=0", "--set", "data_stale_after_seconds=1800",
                "--set", "stall_window=1d12h", "--set", 'exporter_job=job=~"mixpeek.*"')
     assert res.returncode == 0, res.stderr
     rules = {r["alert"]: r for r in alertrules.alert_rules(yaml.safe_load(res.stdout))}
@@ -294,6 +304,38 @@ def test_knob_cli_renders_valid_values(tmp_path: Path) -> None:
     (tmp_path / "tuned.yaml").write_text(res.stdout)
     check = _promtool("check", "rules", str(tmp_path / "tuned.yaml"))
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_runbook_base_moves_every_link_and_nothing_else(tmp_path: Path) -> None:
+    """Runbooks kept in one's own copy: every runbook_url gets the new base before its anchor,
+    and the rules are otherwise the shipped ones."""
+    shipped = _doc()
+    assert alertrules.runbook_base(shipped) == (
+        "https://github.com/mixpeek-exporter/mixpeek-exporter/blob/main/README.md")
+    base = "https://git.example.com/ops/mixpeek-exporter/-/blob/main/README.md"
+    res = _cli("--set", f"runbook_base={base}")
+    assert res.returncode == 0, res.stderr
+    moved = yaml.safe_load(res.stdout)
+    for rule in alertrules.alert_rules(moved):
+        assert rule["annotations"]["runbook_url"] == f"{base}#{rule['alert'].lower()}"
+        rule["annotations"]["runbook_url"] = ""
+    for rule in alertrules.alert_rules(shipped):
+        rule["annotations"]["runbook_url"] = ""
+    assert moved == shipped
+    (tmp_path / "moved.yaml").write_text(res.stdout)
+    check = _promtool("check", "rules", str(tmp_path / "moved.yaml"))
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_runbook_links_that_cannot_move_are_a_problem() -> None:
+    """A new alert whose link does not follow <base>#<alert> would keep pointing at GitHub
+    after --set runbook_base: the table check says so."""
+    text = RULES.read_text()
+    broken = text.replace("README.md#mixpeekratelimited", "README.md#rate-limits", 1)
+    assert broken != text
+    assert any("MixpeekRateLimited: runbook_url" in p for p in alertrules.problems(broken))
+    with pytest.raises(alertrules.KnobError, match="cannot set runbook_base"):
+        alertrules.render_variant(broken, {"runbook_base": "https://wiki.example.com/mixpeek"})
 
 
 def test_knob_cli_unreadable_rules_file_is_one_line(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ checked with ``twine check --strict``. The wheel is then installed into a new ve
 the test venv has, so nothing newer sneaks in), and run from a directory outside the checkout
 with a clean environment: ``--version``, ``--config.check`` on the sdist's config.example.yaml,
 ``--demo`` until /metrics answers. The same venv serves ``make demo PORT=...`` and the README's
-reload one-liner (checked with ``pgrep``, which matches like ``pkill`` but signals nothing).
+way to find the exporter's pid before ``kill -HUP`` (its ``pgrep -af`` pattern).
 """
 
 from __future__ import annotations
@@ -243,15 +243,15 @@ def test_make_demo_port(installed: Installed) -> None:
 
 def _readme_reload_pattern() -> str:
     readme = (ROOT / "README.md").read_text()
-    m = re.search(r"^pkill -HUP -f '([^']+)'", readme, re.M)
-    assert m, "README: the reload one-liner `pkill -HUP -f '...'` is gone"
+    m = re.search(r"^pgrep -af '([^']+)'", readme, re.M)
+    assert m, "README: the way to find the pid to reload, `pgrep -af '...'`, is gone"
     return m.group(1)
 
 
 def test_readme_reload_one_liner_finds_the_installed_exporter(installed: Installed) -> None:
-    """The console script runs under the interpreter's name, so `pidof mixpeek-exporter`
-    finds nothing; the README's `pkill -HUP -f PATTERN` must match it. pgrep takes the same
-    pattern and only lists (this machine may run other exporters that must not be signalled)."""
+    """The console script's command line starts with the interpreter, so `pidof
+    mixpeek-exporter` finds nothing; the README's `pgrep -af PATTERN` must list it, and its
+    process name is the script's, cut to 15 characters, as the README says."""
     pgrep = require_tool("pgrep", "apt-get install procps")
     port = free_port()
     with _serving([str(installed.venv / "bin" / "mixpeek-exporter"), "--demo",
@@ -260,6 +260,9 @@ def test_readme_reload_one_liner_finds_the_installed_exporter(installed: Install
         found = subprocess.run([pgrep, "-f", _readme_reload_pattern()], capture_output=True,
                                text=True, timeout=30).stdout.split()
         assert str(proc.pid) in found
+        comm = Path(f"/proc/{proc.pid}/comm")
+        if comm.exists():
+            assert comm.read_text().strip() == "mixpeek-exporte"
         pidof = shutil.which("pidof")
         if pidof:
             named = subprocess.run([pidof, "mixpeek-exporter"], capture_output=True, text=True,

@@ -21,7 +21,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mixpeek.models import NamespaceModel, NamespaceStatsResponse
 from pydantic import ValidationError
@@ -291,6 +291,8 @@ def test_published_values_are_what_the_sdk_read(doc: dict[str, Any]) -> None:
     {p for f in NAMESPACE_FIELDS for p, _ in f.sources}
     | {"infrastructure", "description", "vector_inference_map", "scope", "brand_new_field"})),
     junk)
+# Found in CI: a usable payload_indexes means payload_index_count is not read at all.
+@example({"namespace_name": "0", "payload_index_count": -1}, "payload_indexes", [])
 def test_one_bad_field_loses_only_what_is_built_from_it(doc: dict[str, Any], path: str,
                                                         value: Any) -> None:
     try:
@@ -314,9 +316,13 @@ def test_one_bad_field_loses_only_what_is_built_from_it(doc: dict[str, Any], pat
         if attr not in affected and attr != "invalid_fields":
             assert getattr(got, attr) == getattr(base, attr), attr
 
+    # A value read from the first usable of several API fields (payload_indexes, else
+    # payload_index_count) does not look at the others: their state moves with the change.
+    siblings = {src for f in NAMESPACE_FIELDS if f.attr in affected for src, _ in f.sources}
+
     def outside(names: tuple[str, ...]) -> set[str]:
         return {n for n in names if n != path and not n.startswith(path + ".")
-                and not path.startswith(n + ".")}
+                and not path.startswith(n + ".") and n not in siblings}
     assert outside(got.invalid_fields) == outside(base.invalid_fields)
 
 

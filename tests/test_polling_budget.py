@@ -14,7 +14,9 @@ from exporter.polling.budget import (
     metadata_room,
     requests_per_cycle,
 )
+from exporter.polling.targets import Targets
 from exporter.settings.schema import Config, DiscoveryConfig, MixpeekConfig, PollConfig
+from exporter.state.store import Store
 
 
 def config(rpm: float = 60, interval: float = 60, source: str = "namespace",
@@ -65,11 +67,13 @@ def test_metadata_never_stretches_the_counts_interval() -> None:
     # metadata wants 1,000 a minute and gets what is left, so it is what stretches.
     cfg = config(rpm=600, source="stats_batch")
     assert effective_interval(cfg, 10_000) == 60.0
-    assert metadata_room(600, 60, 100) == pytest.approx(440)
-    assert effective_metadata_interval(cfg, 10_000) == pytest.approx(10_000 / 440 * 60)
-    # 50,000: 500 batches fill most of the minute; metadata keeps its floor of 5%.
+    assert metadata_room(600, 60, 100) == pytest.approx(470)
+    assert effective_metadata_interval(cfg, 10_000) == pytest.approx(10_000 / 470 * 60)
+    # 50,000: 500 batches fill most of the minute; metadata gets the rest, and keeps a floor
+    # of 5% of the budget when counts alone need all of it.
     assert effective_interval(cfg, 50_000) == 60.0
-    assert metadata_room(600, 60, 560) == pytest.approx(30)
+    assert metadata_room(600, 60, 500) == pytest.approx(70)
+    assert metadata_room(600, 60, 700) == pytest.approx(30)
     # The API's stated limit, when lower than the configured budget, is the one that counts.
     assert effective_interval(cfg, 10_000, rpm=60) == 100.0
     assert metadata_room(None, 60, 100) is None  # unlimited: no bound
@@ -85,4 +89,31 @@ def test_the_metadata_warning_is_said_once_per_change(caplog: pytest.LogCaptureF
     assert caplog.text.count("cannot refresh every namespace's metadata") == 1
     assert "cannot poll every namespace" not in caplog.text
     fields = caplog.records[0].__dict__["fields"]
-    assert fields["effective_metadata_interval_seconds"] == round(10_000 / 440 * 60)
+    assert fields["effective_metadata_interval_seconds"] == round(10_000 / 470 * 60)
+
+
+def five_hundred(stale: float | None) -> Config:
+    return Config(mixpeek=MixpeekConfig(max_requests_per_minute=60),
+                  poll=PollConfig(interval_seconds=60, stale_after_seconds=stale),  # type: ignore[arg-type]
+                  namespaces=[f"ns_{i:03d}" for i in range(500)])
+
+
+def test_unset_staleness_follows_the_interval_the_budget_allows() -> None:
+    # 500 namespaces at 60 requests a minute: a poll each every 500 s, not every 60 s.
+    store = Store([], 300)
+    Targets(five_hundred(None), store).apply()
+    snap = store.snapshot()
+    assert snap.exporter.poll_interval == pytest.approx(500)
+    assert snap.stale_after == pytest.approx(2500), "values vanish between two polls"
+
+
+def test_a_configured_staleness_shorter_than_the_budgets_interval_is_warned_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = Store([], 400)
+    t = Targets(five_hundred(400), store)
+    with caplog.at_level(logging.WARNING, logger="exporter.polling.budget"):
+        for _ in range(3):
+            t.apply()
+    assert store.snapshot().stale_after == 400, "what the user wrote"
+    assert caplog.text.count("values vanish between polls") == 1
+    assert "poll.stale_after_seconds" in caplog.text

@@ -207,7 +207,7 @@ def test_counts_come_in_batches_from_the_first_cycle_and_metadata_is_spread() ->
 
 def test_once_polls_every_namespace_in_full() -> None:
     client = StubClient(batches=True)
-    p, store = poller(client, ["ns_a", "ns_b"], counts_source="stats_batch",
+    p, store = poller(client, ["ns_a", "ns_b"], interval=60, counts_source="stats_batch",
                       metadata_interval=3600)
     p.run_cycle(full=True)
     assert all(store.state(i).metadata_at for i in ("ns_a", "ns_b"))  # type: ignore[union-attr]
@@ -265,3 +265,97 @@ def test_unusable_fields_are_logged_once_per_change(caplog: pytest.LogCaptureFix
     assert len(warned) == 1
     assert warned[0].__dict__["fields"]["invalid_fields"] == "bucket_count,created_at"
     assert caplog.text.count("no unusable fields any more") == 1
+
+
+class NamedStub(StubClient):
+    """Get Namespace answers from ``answers`` (identifier -> (namespace_id, name)); stats/batch
+    answers ``batch_status`` (200: counts of ``documents``, else that status and ``error``)."""
+
+    def __init__(self, answers: dict[str, tuple[str, str]]) -> None:
+        super().__init__(batches=True)
+        self.answers = answers
+        self.batch_status = 200
+        self.error = ""
+        self.documents = 7
+
+    def get_namespace(self, identifier: str, priority: int = 0) -> PollResult:
+        with self._lock:
+            self.calls.append(identifier)
+        ns_id, name = self.answers[identifier]
+        values = parse_namespace({"namespace_id": ns_id, "namespace_name": name,
+                                  "document_count": 1})
+        return Result(identifier, values, None, "", 200, 1, 0.0)
+
+    def stats_batch(self, ids: list[str]) -> Result[dict[str, NamespaceCounts]]:
+        with self._lock:
+            self.batch_calls.append(list(ids))
+        if self.batch_status != 200:
+            reason = "not_found" if self.batch_status == 404 else "server_error"
+            message = f"HTTP {self.batch_status}" + (f" {self.error}" if self.error else "")
+            return failure("namespaces/stats/batch", reason, message, self.batch_status)
+        counts = {i: NamespaceCounts(self.documents, 1, 2, 3) for i in ids}
+        return Result("namespaces/stats/batch", counts, None, "", 200, 1, 0.0)
+
+
+def test_a_namespace_configured_by_name_and_by_id_gets_every_batch_verdict() -> None:
+    client = NamedStub({"orders": ("ns_orders", "orders"), "ns_orders": ("ns_orders", "orders")})
+    p, store = poller(client, ["orders", "ns_orders"], interval=60,
+                      counts_source="stats_batch", metadata_interval=3600)
+    p.run_cycle()  # orders has no id yet: a Get Namespace brings it
+    client.documents = 42
+    p.run_cycle()
+    assert client.batch_calls[-1] == ["ns_orders"]
+    for ident in ("orders", "ns_orders"):
+        assert store.state(ident).values.documents == 42, ident  # type: ignore[union-attr]
+    client.batch_status = 500
+    p.run_cycle()
+    for ident in ("orders", "ns_orders"):
+        st = store.state(ident)
+        assert st.up is False and st.reason == "server_error", ident  # type: ignore[union-attr]
+
+
+def test_an_answer_claiming_another_namespaces_id_is_invalid() -> None:
+    # Asked by name, "prod" answers with the id of the configured ns_victim ("victim").
+    client = NamedStub({"prod": ("ns_victim", "prod"), "ns_victim": ("ns_victim", "victim")})
+    p, store = poller(client, ["ns_victim", "prod"], interval=60, metadata_interval=3600)
+    p.run_cycle()
+    p.run_cycle()  # whichever answered first, both know their names now
+    prod = store.state("prod")
+    assert prod.up is False and prod.reason == "invalid_response"  # type: ignore[union-attr]
+    assert "ns_victim" in prod.message  # type: ignore[union-attr]
+    assert store.state("ns_victim").up is True  # type: ignore[union-attr]
+    # Batched counts, matched by id, do not reach the impostor either.
+    p.counts_source = "stats_batch"
+    p.run_cycle()
+    assert store.state("prod").reason == "invalid_response"  # type: ignore[union-attr]
+    assert store.state("ns_victim").values.documents == 7  # type: ignore[union-attr]
+
+
+def test_a_missing_stats_batch_endpoint_is_tried_again_later() -> None:
+    client = NamedStub({"ns_a": ("ns_a", "a")})
+    p, store = poller(client, ["ns_a"], interval=1, counts_source="stats_batch",
+                      metadata_interval=2)
+    client.batch_status = 404
+    p.run_cycle()
+    assert store.snapshot().exporter.stats_batch_available is False
+    assert store.state("ns_a").up is True, "counted with Get Namespace instead"  # type: ignore[union-attr]
+    tries = len(client.batch_calls)
+    p.run_cycle()
+    assert len(client.batch_calls) == tries, "not tried again at once"
+    client.batch_status = 200
+    wait_until(lambda: p.run_cycle() is not None and
+               store.snapshot().exporter.stats_batch_available is True, 20,
+               what="stats/batch tried again")
+
+
+def test_a_404_naming_a_namespace_does_not_disable_batching() -> None:
+    client = NamedStub({"ns_a": ("ns_a", "a"), "ns_b": ("ns_b", "b")})
+    p, store = poller(client, ["ns_a", "ns_b"], interval=60, counts_source="stats_batch",
+                      metadata_interval=3600)
+    client.batch_status, client.error = 404, "NotFound: namespace ns_b not found"
+    p.run_cycle()
+    assert store.snapshot().exporter.stats_batch_available is True
+    client.batch_status = 200
+    before = len(client.batch_calls)
+    p.run_cycle()
+    assert len(client.batch_calls) == before + 1

@@ -4,6 +4,7 @@ max_namespaces, number of pages), discovery failing for any reason, and the shar
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -233,3 +234,36 @@ def test_configured_namespaces_come_first_and_win_over_filters() -> None:
                        "exclude: ['^demo_archive$', '_2$']}\n", environ={})
     found = [("ns_3", "demo_archive"), ("ns_2", "name_2"), ("ns_1", "name_1")]
     assert [t.identifier for t in select(cfg, found)] == ["demo_archive", "ns_1"]
+
+
+def test_a_failing_listing_never_holds_up_the_configured_namespaces(
+        api: requests_mock.Mocker) -> None:
+    listing = FakeList(0, endless=True)
+    release = threading.Event()
+
+    def slow(request: Any, context: Any) -> dict[str, Any]:
+        release.wait(20)
+        return listing(request, context)
+    api.post(LIST, json=slow)
+    store = Store([], 600)
+    cfg = Config(namespaces=["ns_a"], discovery=DiscoveryConfig(
+        enabled=True, page_size=7, max_namespaces=14, refresh_interval_seconds=300))
+    t = Targets(cfg, store)
+    t.apply()
+    refreshed = threading.Event()
+    threading.Thread(target=lambda: (t.refresh(client()), refreshed.set()), daemon=True).start()
+    try:
+        assert refreshed.wait(20), "the cycle waited for the listing"
+        assert store.identifiers() == ["ns_a"]
+    finally:
+        release.set()
+    assert t.join(20)
+    ex = store.snapshot().exporter
+    assert ex.discovery_up is False
+    assert ex.discovery_error is not None and "did not finish" in ex.discovery_error
+    # A failed listing backs off: the next cycles do not list again at once.
+    pages = listing.pages
+    for _ in range(3):
+        t.refresh(client())
+        assert t.join(20)
+    assert listing.pages == pages

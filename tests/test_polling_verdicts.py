@@ -119,8 +119,8 @@ def test_an_exception_at_any_layer_is_a_verdict(api: requests_mock.Mocker,
 def test_stats_batch_fault_gives_every_namespace_of_the_batch_the_verdict(
         api: requests_mock.Mocker) -> None:
     poller, store = make(counts_source="stats_batch")
-    poller.run_cycle()  # metadata first: full Get Namespace for each
-    poller.run_cycle()  # then counts in one batch
+    poller.run_cycle()  # counts in one batch from the first cycle
+    poller.run_cycle()
     assert all_up(store) and store.state("ns_b").values.documents == 9  # type: ignore[union-attr]
     api.post(STATS, exc=Injected("x"))
     poller.run_cycle()

@@ -31,14 +31,15 @@ class Clock:
 def greedy(bucket: TokenBucket, clock: Clock, until: float, step: float = 0.01,
            idle: tuple[float, float] | None = None, seed: int = 0,
            most: int = 1000) -> list[float]:
-    """Send whenever the bucket allows (``most`` per step), until ``until``; with ``idle``,
-    now and then stop sending for a random while (so bursts build up). Returns the send
-    times."""
+    """Send whenever the bucket allows (``most`` per step), until ``until``, each answered
+    without a refusal; with ``idle``, now and then stop sending for a random while (so bursts
+    build up). Returns the send times."""
     rnd = random.Random(seed)
     sent: list[float] = []
     while clock.now < until:
         n = 0
         while n < most and bucket.acquire(deadline=clock.now):
+            bucket.accepted()
             sent.append(clock.now)
             n += 1
         if idle is not None and rnd.random() < 0.01:
@@ -93,7 +94,9 @@ def test_the_stated_limit_paces_an_unlimited_budget_counting_what_was_used() -> 
     bucket = TokenBucket(0, clock=clock, strict=True)
     before = greedy(bucket, clock, clock.now + 0.01, most=4)  # sent before any answer
     bucket.observe(limit=30, remaining=26, window=60)
-    sent = before + greedy(bucket, clock, clock.now + 600)
+    # Within ten windows of the statement (the API restates it on every answer; unrestated,
+    # it is forgotten after that: see the bounds tests below).
+    sent = before + greedy(bucket, clock, clock.now + 590)
     assert most_in_any_window(sent) <= 30
     assert len(sent) >= 30 * 9, "paced at about the stated limit"
     assert bucket.limit_per_minute() == 30
@@ -150,11 +153,22 @@ def test_a_429_when_nothing_of_ours_got_through_only_pauses() -> None:
     assert len(greedy(bucket, clock, clock.now + 0.05, most=100)) == 500
 
 
+def test_requests_in_flight_when_a_429_comes_are_not_counted_as_accepted() -> None:
+    clock = Clock()
+    bucket = TokenBucket(0, clock=clock, strict=True)
+    for _ in range(4):  # four polls sent at once ...
+        assert bucket.acquire(deadline=clock.now)
+    for _ in range(4):  # ... all refused: nothing says the API accepts one a minute
+        bucket.refused()
+    assert bucket.limit_per_minute() is None
+
+
 def test_an_estimated_limit_is_forgotten_after_ten_quiet_windows() -> None:
     clock = Clock()
     bucket = TokenBucket(0, clock=clock, strict=True)
-    greedy(bucket, clock, clock.now + 10, step=1, most=1)
-    bucket.refused()
+    greedy(bucket, clock, clock.now + 9, step=1, most=1)  # 9 accepted ...
+    bucket.acquire(deadline=clock.now)
+    bucket.refused()  # ... the 10th refused
     assert bucket.limit_per_minute() == 9
     clock.now += 10 * 60 + 1
     assert bucket.limit_per_minute() is None
@@ -198,6 +212,49 @@ def test_a_waiter_gives_up_when_stopped() -> None:
     stop.set()
     t.join(10)
     assert result == [False] and not bucket._waiters
+
+
+# -- what the API says is bounded --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("limit", "window", "per_minute"), [
+    (1, 1e12, 1.0),  # 1 in 30,000 years: at least one a minute, and the window an hour
+    (1, None, 1.0),  # no window stated: 60 s
+    (0.001, 60, 1.0),  # under one request: one
+    (30, 0.000001, 1800.0),  # a window under a second: a second
+    (120, 3600 * 24, 2.0),  # a day: an hour
+])
+def test_a_stated_limit_is_bounded(limit: float, window: float | None,
+                                   per_minute: float) -> None:
+    clock = Clock()
+    bucket = TokenBucket(0, clock=clock, strict=True)
+    bucket.observe(limit, window=window)
+    assert bucket.limit_per_minute() == pytest.approx(per_minute)
+    # Never restated: forgotten within the hour.
+    clock.now += 3600
+    assert bucket.limit_per_minute() is None
+
+
+def test_no_pause_outlasts_an_hour_and_a_pause_ends_a_capped_wait_at_once() -> None:
+    clock = Clock()
+    bucket = TokenBucket(0, clock=clock, strict=True)
+    bucket.observe(100, remaining=0, reset_after=1e11, window=1e12)
+    bucket.pause_for(1e300)
+    assert not bucket.acquire(deadline=clock.now + 3600)
+    assert not bucket.acquire(max_wait=60), "a capped wait gives up at once"
+    clock.now += 3601 + 1
+    assert bucket.acquire(deadline=clock.now)
+
+
+def test_a_429_estimate_never_paces_slower_than_one_a_minute() -> None:
+    clock = Clock()
+    bucket = TokenBucket(0, clock=clock, strict=True)
+    bucket.acquire(deadline=clock.now)
+    bucket.accepted()
+    clock.now += 3000
+    bucket.acquire(deadline=clock.now)
+    bucket.refused(window=1e9)  # one of ours accepted in "31 years"
+    assert bucket.limit_per_minute() == pytest.approx(1.0)
 
 
 # -- what the client reports from the API's answers --------------------------------------------

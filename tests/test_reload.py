@@ -5,6 +5,7 @@ say what happened; namespaces come and go."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -13,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from exporter.app import App
+from exporter.mixpeek.client import MixpeekClient
 from exporter.reload import Plan, plan
 from exporter.settings.schema import Config, DiscoveryConfig, MixpeekConfig, PollConfig
-from exporter.settings.secrets import Credentials, Secret
+from exporter.settings.secrets import Credentials, Secret, load_api_key
 from tests.harness import (
     ExporterProcess,
     SimulatorProcess,
@@ -146,7 +149,7 @@ def test_bad_reloads_are_refused_and_the_old_config_keeps_running(tmp_path: Path
                 ("mixpeek: {timeout_secnds: 3}\nnamespaces: [a]\n", "unknown key"),
                 ("mixpeek: {api_key_file: /nonexistent/key}\nnamespaces: [a]\n",
                  "does not exist"),
-                ("", "list at least one namespace"),
+                ("discovery: {enabled: false}\n", "no namespaces are listed"),
             ]
             for i, (text, says) in enumerate(bad_configs):
                 write_atomic(e.config_path, text)
@@ -255,3 +258,50 @@ def test_reload_storm_while_scraping() -> None:
             wait_up(e, 1, timeout=10, **CATALOG)
             wait_until(lambda: "demo_archive" not in e.scrape(), 5, what="demo_archive gone")
         assert "Traceback" not in e.log_text()
+
+
+# -- in process: every step inside the reload's boundary -------------------------------------
+
+
+class BrittleApp(App):
+    """An App whose client cannot be built for a timeout of 7 s, as a value the schema lets
+    through but the HTTP stack refuses."""
+
+    def make_client(self, cfg: Config, creds: Credentials) -> MixpeekClient:
+        if cfg.mixpeek.timeout_seconds == 7:
+            raise OverflowError("absurd")
+        return super().make_client(cfg, creds)
+
+
+def test_a_client_that_cannot_be_built_refuses_the_reload() -> None:
+    good = Config(namespaces=["demo_catalog"])
+    bad = Config(mixpeek=MixpeekConfig(timeout_seconds=7), namespaces=["demo_catalog", "x"])
+    answers = [(good, CREDS)]
+    app = BrittleApp(lambda: answers[-1])
+    try:
+        answers.append((bad, CREDS))
+        ok, message = app.reload()
+        assert not ok and "reload refused" in message and "OverflowError" in message
+        assert app.cfg is good and app.store.identifiers() == ["demo_catalog"]
+        assert app.store.snapshot().reload_ok is False
+        answers.append((good, CREDS))
+        assert app.reload()[0] and app.store.snapshot().reload_ok is True
+    finally:
+        app.shutdown(grace=1)
+
+
+def test_an_unusable_key_file_marks_the_reload_failed_until_a_good_one(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text(K1)
+    cfg = Config(mixpeek=MixpeekConfig(api_key_file=key), namespaces=["demo_catalog"])
+    app = App(lambda: (cfg, load_api_key(cfg.mixpeek)))
+    try:
+        app.reloader.refresh_key()  # the first look only notes the file
+        for i, (text, ok) in enumerate([("", False), (K2, True)], start=1):
+            key.write_text(text)
+            os.utime(key, ns=(i * 10**9, i * 10**9))
+            app.reloader.refresh_key()
+            assert app.store.snapshot().reload_ok is ok, text
+        assert app.creds.key == Secret(K2)
+    finally:
+        app.shutdown(grace=1)

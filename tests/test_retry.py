@@ -4,6 +4,8 @@ Retry-After in seconds, as a date and over the cap, and the shared budget's paus
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exporter.mixpeek import retry
 from exporter.mixpeek.retry import Decision, Outcome, RetryPolicy, parse_retry_after
@@ -103,6 +105,32 @@ def test_retry_after_beyond_the_cap_gives_up_now_and_pauses_the_budget_for_the_c
     ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # in the past
     ("Wed, 21 Oct 2015 07:28:00", None),  # no zone: not an HTTP date
     ("Wed, 21 Oct 99999 07:28:00 GMT", None),
+    ("\xb2", None),  # superscript two: str.isdigit() says yes, float() says no
+    ("1\u0663", None),  # Arabic-Indic three
+    ("\uff15", None),  # fullwidth five
 ])
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, now=NOW) == expected
+
+
+@given(st.one_of(st.text(), st.text(alphabet="0123456789 \t,:GMTWedOct\xb2\u0663\uff15+-.")))
+def test_parse_retry_after_never_raises(value: str) -> None:
+    """Whatever the header holds, it is a number of seconds or unreadable, never an error
+    (an exception here made the poll an exporter_error and skipped the 429 handling)."""
+    out = parse_retry_after(value, now=NOW)
+    assert out is None or out >= 0
+
+
+def test_a_retry_after_longer_than_a_worker_waits_ends_the_poll_now() -> None:
+    policy = RetryPolicy(max_retries=3, backoff_seconds=1.0, retry_after_max_seconds=30.0,
+                         sleep_max_seconds=10.0)
+    d = policy.decide(Outcome("server_error", 503, retry_after_header="30"), 1, 0, NOW)
+    assert d.retry is False and d.pause_budget is None
+    assert "asked to retry in 30s" in d.note and "next poll" in d.note
+    # A 429's Retry-After still pauses the key's budget, though the poll gives up now.
+    d = policy.decide(Outcome("rate_limited", 429, retry_after_header="20"), 1, 0, NOW)
+    assert (d.retry, d.pause_budget) == (False, 20.0)
+    # Within the bound it is still waited for; a backoff never exceeds the bound.
+    assert policy.decide(Outcome("server_error", 503, retry_after_header="7"), 1, 0,
+                         NOW).wait == 7.0
+    assert policy.decide(Outcome("server_error", 503), 3, 5, NOW, jitter=top).wait == 10.0

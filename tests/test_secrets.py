@@ -236,3 +236,66 @@ def test_reload_keeps_the_previous_key_and_says_why(tmp_path) -> None:
         assert app.creds.key.reveal() == KEY.upper()
     finally:
         app.client.close()
+
+
+def _start_once(config_file, env=None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "exporter", "--once", "--config.file",
+                           str(config_file)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", **(env or {})})
+
+
+@pytest.mark.parametrize("setup", ["env_unset", "file_missing", "file_empty", "file_directory"])
+def test_config_check_fails_whenever_start_up_would_with_the_same_message(tmp_path,
+                                                                          setup: str) -> None:
+    keyfile = tmp_path / "key"
+    if setup == "file_empty":
+        keyfile.write_text("\n")
+    elif setup == "file_directory":
+        keyfile.mkdir()
+    key_line = "" if setup == "env_unset" else f"api_key_file: '{keyfile}', "
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"mixpeek: {{{key_line}base_url: 'http://127.0.0.1:9'}}\nnamespaces: [a]\n")
+    check, start = _check(cfg), _start_once(cfg)
+    assert check.returncode == start.returncode == 1, check.stdout + check.stderr
+    assert check.stderr.strip() and check.stderr.strip() in start.stderr, (check.stderr,
+                                                                          start.stderr)
+    # Never "valid" first and "invalid" after: nothing is called valid before the key is read.
+    assert "configuration is valid" not in check.stdout + check.stderr, check.stdout
+    assert "mixpeek.api_key" in check.stderr and "Traceback" not in check.stderr
+
+
+def test_key_put_in_api_key_env_is_never_printed(tmp_path) -> None:
+    key = "sk_live_abcdef123456"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"mixpeek: {{api_key_env: {key}, base_url: 'http://127.0.0.1:9'}}\n"
+                   "namespaces: [a]\n")
+    for res in (_check(cfg), _start_once(cfg)):
+        out = res.stdout + res.stderr
+        assert res.returncode == 1, out
+        assert "mixpeek.api_key_env: must name the environment variable that holds the key " \
+               "(e.g. MIXPEEK_API_KEY), not the key itself" in out, out
+        assert "abcdef123456" not in out and "is not set" not in out, out
+
+
+def test_reload_with_a_key_in_api_key_env_is_refused_and_config_page_never_shows_it(
+        tmp_path) -> None:
+    from exporter.web.configpage import config_yaml
+    from exporter.web.page import PageSource
+
+    keyfile = tmp_path / "key"
+    keyfile.write_text(KEY + "\n")
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("mixpeek: {api_key_file: key, base_url: 'http://127.0.0.1:9'}\n"
+                        "namespaces: [a]\n")
+    app = App(file_loader(cfg_file))
+    try:
+        pasted = "sk_live_pasted_0123456789"
+        cfg_file.write_text(f"mixpeek: {{api_key_env: {pasted}, base_url: 'http://127.0.0.1:9'}}"
+                            "\nnamespaces: [a]\n")
+        ok, message = app.reload()
+        page = config_yaml(PageSource(app.store.snapshot, app.running))
+    finally:
+        app.client.close()
+    assert not ok and "must name the environment variable" in message, message
+    assert pasted[8:] not in message and pasted[8:] not in page, (message, page)
+    assert f"api_key_file: {keyfile}" in page  # relative to the config file, shown resolved

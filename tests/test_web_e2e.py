@@ -60,6 +60,11 @@ def get(e: ExporterProcess, headers: dict[str, str], host: str = "127.0.0.1"
     ("", "gzip;q=0", TEXT, False),
     ("", "gzip;q=0, identity", TEXT, False),
     ("", "*;q=0.1", TEXT, True),
+    # A weight that is not a qvalue (four decimals, or q given twice) is q=0, not "unsaid":
+    # the wildcard beside it does not bring gzip back (attack probe p09).
+    ("", "gzip;q=0.0000, *", TEXT, False),
+    ("", "gzip;q=0;q=1", TEXT, False),
+    ("", "gzip;q=0;q=1, *;q=1", TEXT, False),
     ("application/openmetrics-text;q=0, text/plain", "", TEXT, False),
     ("application/openmetrics-text;q=0, */*", "", TEXT, False),
     ("text/plain;version=0.0.4;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4", "",

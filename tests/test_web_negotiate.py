@@ -36,13 +36,17 @@ PROMETHEUS_3_TEXT_FIRST = ("text/plain;version=0.0.4;q=0.5,application/openmetri
     ("application/*, text/*", False),  # a tie: the default wins
     ("application/*;q=1, text/plain;q=0.5", True),
     ("APPLICATION/OpenMetrics-Text; Q=1", True),
-    # Unreadable: the entry counts as not said, the answer is the default.
+    # A version that cannot be read: the entry is not about us.
     ("application/openmetrics-text; version=abc", False),
     ("text/plain;version=1.x, application/openmetrics-text;q=0.1", True),
+    # A weight that cannot be read is q=0: never chosen, not even through a wildcard.
     ("application/openmetrics-text;q=high", False),
     ("application/openmetrics-text;q=2", False),
     ("application/openmetrics-text;q=-1", False),
     ("application/openmetrics-text;q=nan", False),
+    ("application/openmetrics-text;q=1;q=1", False),
+    ("application/openmetrics-text;q=0.0000, */*", False),
+    ("application/*, application/openmetrics-text;q=0;q=1", False),
     (";;;,,,==", False), ("\x00\xff", False),
 ])
 def test_format(accept: str | None, openmetrics: bool) -> None:
@@ -57,6 +61,11 @@ def test_format(accept: str | None, openmetrics: bool) -> None:
     ("gzip;q=0, *", False),  # named beats the wildcard
     ("br, *;q=0.1", True), ("gzip;q=oops", False), ("gzip;q=1.5", False),
     ("gzipped", False),
+    # RFC 9110 §12.4.2: at most three decimals, one weight; anything else is q=0 for that
+    # entry, so a wildcard beside it does not bring gzip back.
+    ("gzip;q=0.000, *", False), ("gzip;q=0.0000, *", False), ("gzip;q=0.0000, *;q=1", False),
+    ("gzip;q=0;q=1", False), ("gzip;q=1;q=0", False), ("gzip;q=0;q=1, *", False),
+    ("gzip;q=1e0, *", False), ("gzip;q=0.001", True), ("gzip;q=1.000", True),
 ])
 def test_gzip(header: str | None, gzip: bool) -> None:
     assert accepts_gzip(header) is gzip

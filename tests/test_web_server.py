@@ -9,43 +9,32 @@ is on an event (a reply, a close) with a generous timeout, never a measured dura
 
 from __future__ import annotations
 
-import re
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
 
 from exporter import __version__
-from exporter.web import listener
-from exporter.web.server import Endpoints, MetricsServer, serve
+from exporter.web import bind
+from exporter.web.listener import PROBE_SLOTS
+from exporter.web.server import MetricsServer
 from tests.harness import wait_until
-
-
-class Hooks:
-    """What the endpoints call: ``ready`` blocks while ``hold`` is set; ``reload`` counts."""
-
-    def __init__(self) -> None:
-        self.reloads = 0
-        self.hold = threading.Event()
-        self.release = threading.Event()
-        self.waiting = 0
-
-    def ready(self) -> tuple[bool, str]:
-        if self.hold.is_set():
-            self.waiting += 1
-            self.release.wait(30)
-        return True, "ready"
-
-    def reload(self) -> tuple[bool, str]:
-        self.reloads += 1
-        return True, "reloaded"
-
+from tests.web_harness import (
+    GET_HEALTHZ,
+    GET_READYZ,
+    SMUGGLED,
+    Hooks,
+    Servers,
+    answer,
+    closed_by_server,
+    connect,
+    exchange,
+    statuses,
+)
 
 Start = Callable[..., MetricsServer]
 
@@ -57,55 +46,8 @@ def hooks() -> Hooks:
 
 @pytest.fixture
 def start(hooks: Hooks) -> Iterator[Start]:
-    servers: list[MetricsServer] = []
-
-    def make(lifecycle: bool = True, host: str = "127.0.0.1", **kw: Any) -> MetricsServer:
-        endpoints = Endpoints(cache=None, ready=hooks.ready,  # type: ignore[arg-type]
-                              reload=hooks.reload if lifecycle else None)
-        server = MetricsServer((host, 0), socket.AF_INET, endpoints, **kw)
-        serve(server)
-        servers.append(server)
-        return server
-
-    yield make
-    hooks.release.set()
-    for s in servers:
-        s.shutdown()
-        s.server_close()
-
-
-def exchange(port: int, data: bytes, host: str = "127.0.0.1", timeout: float = 5.0) -> bytes:
-    """Send ``data``, half-close, and read until the server closes."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
-
-
-def statuses(reply: bytes) -> list[int]:
-    """The status of each answer in ``reply`` (our bodies end in a newline)."""
-    return [int(m) for m in re.findall(rb"(?:^|\n)HTTP/1\.1 (\d{3}) ", reply)]
-
-
-def closed_by_server(s: socket.socket) -> bytes | None:
-    """What the server sent before closing, or None while it keeps the connection open."""
-    s.setblocking(False)
-    try:
-        data = s.recv(65536)
-    except BlockingIOError:
-        return None
-    except ConnectionResetError:
-        return b"<reset>"
-    finally:
-        s.setblocking(True)
-    return data if data else b"<closed>"
-
-
-GET_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-SMUGGLED = b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    with Servers(hooks) as servers:
+        yield servers.make
 
 
 # -- request framing -------------------------------------------------------------------------
@@ -139,6 +81,91 @@ def test_unframeable_bodies_are_refused_and_the_connection_closed(
                      + length + b"\r\n\r\n" + SMUGGLED)
     assert statuses(reply) == [status]
     assert hooks.reloads == 0
+
+
+L = len(SMUGGLED)
+CHUNKED = b"%x\r\n" % L + SMUGGLED + b"\r\n0\r\n\r\n"
+GET = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+# (what a front proxy may frame differently, status, what the answer names). Each once made
+# the server answer twice and run the smuggled reload (attack probe p08).
+AMBIGUOUS = {
+    "space before the colon": (GET + b"Content-Length : %d\r\n\r\n" % L + SMUGGLED, 400,
+                               b"whitespace between header field 'Content-Length'"),
+    "tab before the colon": (GET + b"Content-Length\t: %d\r\n\r\n" % L + SMUGGLED, 400,
+                             b"whitespace between header field"),
+    "Transfer-Encoding with a space before the colon":
+        (GET + b"Transfer-Encoding : chunked\r\n\r\n" + CHUNKED, 400, b"whitespace"),
+    "obs-fold continuing a field": (GET + b"X-A: 1\r\n Content-Length: %d\r\n\r\n" % L
+                                    + SMUGGLED, 400, b"starts with whitespace"),
+    "obs-fold holding Transfer-Encoding's value":
+        (GET + b"Transfer-Encoding:\r\n chunked\r\n\r\n" + CHUNKED, 400, b"starts with"),
+    "a tab-indented line": (GET + b"\tContent-Length: %d\r\n\r\n" % L + SMUGGLED, 400,
+                            b"starts with whitespace"),
+    "a bare CR inside a line": (b"GET /healthz HTTP/1.1\r\nHost: x\rContent-Length: %d\r\n\r\n"
+                                % L + SMUGGLED, 400, b"control character"),
+    "NUL after the value": (GET + b"Content-Length: %d\x00\r\n\r\n" % L + SMUGGLED, 400,
+                            b"control character"),
+    "NUL in the name": (GET + b"Content-Length\x00: %d\r\n\r\n" % L + SMUGGLED, 400,
+                        b"is not a token"),
+    "HTTP/1.0 keep-alive, space before the colon":
+        (b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length : %d\r\n\r\n"
+         % L + SMUGGLED, 400, b"whitespace"),
+    "two Content-Length fields, same value":
+        (GET + b"content-length: %d\r\nContent-Length: %d\r\n\r\n" % (L, L) + SMUGGLED, 400,
+         b"more than one Content-Length"),
+    "two Content-Length fields, different values":
+        (GET + b"Content-Length: 0\r\nContent-Length: %d\r\n\r\n" % L + SMUGGLED, 400,
+         b"more than one Content-Length"),
+    "a coding that is not chunked": (GET + b"Transfer-Encoding: xchunked\r\nContent-Length: %d"
+                                     b"\r\n\r\n" % L + SMUGGLED, 411, b"Transfer-Encoding"),
+    "identity coding, lower case": (GET + b"transfer-encoding: identity\r\n\r\n" + SMUGGLED,
+                                    411, b"Transfer-Encoding"),
+}
+
+
+@pytest.mark.parametrize("case", list(AMBIGUOUS))
+def test_ambiguous_framing_is_refused_and_the_connection_closed(start: Start, hooks: Hooks,
+                                                               case: str) -> None:
+    data, status, says = AMBIGUOUS[case]
+    reply = exchange(start().port, data)
+    assert statuses(reply) == [status], reply
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert b"\r\nConnection: close" in head and says in body, reply
+    assert hooks.reloads == 0
+
+
+def test_bare_lf_line_ends_frame_the_same_body(start: Start, hooks: Hooks) -> None:
+    """RFC 9112 lets a server take LF alone as a line end: the body is still a body."""
+    data = b"GET /healthz HTTP/1.1\nHost: x\nContent-Length: %d\n\n" % L + SMUGGLED
+    assert statuses(exchange(start().port, data)) == [200]
+    assert hooks.reloads == 0
+
+
+@pytest.mark.parametrize(("data", "status"), [
+    (b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),  # the HTTP/2 connection preface
+    (b"GET /healthz HTTP/0.9\r\n\r\n", 505),
+    (b"GET /healthz HTTP/x.y\r\nHost: x\r\n\r\n", 400),
+    (b"GET /healthz\r\n\r\n", 400),  # HTTP/0.9's request line
+    (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 400),  # a TLS hello on plain HTTP
+])
+def test_other_protocols_get_an_http_1_1_status_line(start: Start, data: bytes,
+                                                     status: int) -> None:
+    """Once answered HTTP/0.9 style: an HTML page without a status line."""
+    with connect(start().port) as s:
+        s.sendall(data)  # no half-close: the answer must not wait for more input
+        reply = answer(s)
+    assert reply.startswith(b"HTTP/1.1 %d " % status), reply
+    assert b"\r\nConnection: close\r\n" in reply
+
+
+def test_expect_100_continue_is_answered_before_the_body(start: Start) -> None:
+    with connect(start().port) as s:
+        s.sendall(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: 5\r\n\r\n")
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"hello" + GET_HEALTHZ)
+        assert statuses(rest(s)) == [200, 200]
 
 
 def test_a_request_head_is_capped_as_a_whole(start: Start) -> None:
@@ -270,6 +297,167 @@ def test_liveness_is_answered_while_every_handler_is_busy(start: Start, hooks: H
             s.close()
 
 
+def slow_reader(port: int, data: bytes) -> socket.socket:
+    """A client with the smallest receive buffer that sends ``data`` and never reads."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    s.sendall(data)
+    return s
+
+
+def test_clients_that_never_read_their_answers_hold_no_handler(start: Start,
+                                                               hooks: Hooks) -> None:
+    """Attack probe p06: clients pipelining requests for a large answer and never reading it
+    held a handler each (in sendall, 30 s per request), probe places included for those that
+    started with GET /healthz; then neither a probe nor a scrape was answered."""
+    hooks.body = "r" * (1 << 20)
+    handlers = 2
+    port = start(max_connections=handlers).port
+    held = [slow_reader(port, (GET_HEALTHZ if i < PROBE_SLOTS else b"") + GET_READYZ * 20)
+            for i in range(handlers + PROBE_SLOTS + 4)]
+    try:
+        wait_until(lambda: hooks.calls >= len(held), 10,
+                   what="an answer under way to every client that does not read")
+        for _ in range(3):
+            assert statuses(exchange(port, GET_HEALTHZ)) == [200]
+            reply = exchange(port, GET_READYZ)
+            assert statuses(reply) == [200] and reply.endswith(hooks.body.encode() + b"\n")
+    finally:
+        for s in held:
+            s.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_slow_reader_gets_every_byte_of_its_answers(start: Start, hooks: Hooks,
+                                                      tls: bool) -> None:
+    """What the client does not take at once is sent by the accept loop as it reads: the
+    answers arrive whole and in order, over TLS too."""
+    hooks.body = "".join(f"{i:07d}\n" for i in range(256 * 1024))  # 2 MiB, every line unique
+    ctx = client = None
+    if tls:
+        ca = trustme.CA()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("127.0.0.1").configure_cert(ctx)
+        client = ssl.create_default_context()
+        ca.configure_trust(client)
+    port = start(tls=lambda: ctx).port
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", port))
+    s = client.wrap_socket(raw, server_hostname="127.0.0.1") if client is not None else raw
+    with s:
+        s.sendall(GET_READYZ + GET_HEALTHZ + GET_READYZ)
+        got = b""
+        while got.count(hooks.body.encode()) < 2 or not got.endswith(b"\n\n"):
+            chunk = s.recv(4096)  # a little at a time: the server's writes stall again and again
+            assert chunk, got[-200:]
+            got += chunk
+    assert statuses(got) == [200, 200, 200]
+    body = hooks.body.encode() + b"\n"
+    assert got.partition(b"\r\n\r\n")[2].startswith(body) and got.endswith(body)
+    assert got.count(body) == 2
+
+
+def test_pipelining_does_not_extend_the_answer_deadline(start: Start, hooks: Hooks) -> None:
+    """The answers to requests pipelined behind one another share one deadline: a client
+    that never reads is closed when it passes, not given it again for every request."""
+    hooks.body = "r" * (1 << 20)
+    port = start(response_seconds=1.0).port
+    s = slow_reader(port, GET_READYZ * 30)
+
+    def gone() -> bool:
+        try:
+            s.send(b"\r\n")  # empty lines between requests: ignored by a live server
+        except OSError:
+            return True
+        time.sleep(0.1)
+        return False
+    try:
+        wait_until(gone, 15, interval=0, what="the connection closed at its answer deadline")
+    finally:
+        s.close()
+    assert statuses(exchange(port, GET_HEALTHZ)) == [200]
+
+
+def rest(s: socket.socket) -> bytes:
+    """Half-close, then everything the server sends until it closes."""
+    s.shutdown(socket.SHUT_WR)
+    out = b""
+    while chunk := s.recv(65536):
+        out += chunk
+    return out
+
+
+def test_only_a_bare_probe_gets_a_probe_place(start: Start, hooks: Hooks) -> None:
+    """The places kept for liveness probes go to GET or HEAD /healthz without a body and with
+    nothing pipelined behind it, never to a probe that brings more work with it."""
+    port = start(max_connections=2).port
+    hooks.hold.set()  # /readyz now blocks in its handler
+    busy = [connect(port) for _ in range(2)]
+    not_bare = {
+        "pipelined work behind it": GET_HEALTHZ + GET_READYZ,
+        "a body": b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+        "another method": b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    }
+    waiting = {name: connect(port, timeout=30) for name in not_bare}
+    try:
+        for s in busy:
+            s.sendall(GET_READYZ)
+        wait_until(lambda: hooks.waiting == 2, 5, what="both handlers busy")
+        for name, s in waiting.items():
+            s.sendall(not_bare[name])
+        for _ in range(5):
+            assert statuses(exchange(port, GET_HEALTHZ)) == [200]
+        unanswered = [name for name, s in waiting.items() if closed_by_server(s) is None]
+        assert unanswered == list(not_bare)
+        hooks.release.set()
+        assert {name: statuses(rest(s)) for name, s in waiting.items()} == {
+            "pipelined work behind it": [200, 200], "a body": [200], "another method": [405]}
+    finally:
+        for s in [*busy, *waiting.values()]:
+            s.close()
+
+
+def test_a_slow_request_body_holds_no_handler(start: Start) -> None:
+    """Attack probe p07: GET /healthz announcing a 64 KiB body, then a byte a second. The body
+    was read in a handler (probe places first), so probes and scrapes went unanswered."""
+    handlers = 2
+    port = start(max_connections=handlers).port
+    slow = [connect(port) for _ in range(handlers + PROBE_SLOTS + 4)]
+    try:
+        for s in slow:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\n\r\na")
+        for _ in range(3):
+            assert statuses(exchange(port, GET_HEALTHZ)) == [200]
+            assert statuses(exchange(port, GET_READYZ)) == [200]
+            for s in slow:
+                s.sendall(b"a")
+        assert all(closed_by_server(s) is None for s in slow)  # still being read, not refused
+    finally:
+        for s in slow:
+            s.close()
+
+
+def test_a_trickled_body_is_cut_at_the_head_deadline(start: Start, hooks: Hooks) -> None:
+    port = start(head_seconds=1.0).port
+    with connect(port) as s:
+        s.sendall(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+
+        def cut() -> bytes | None:
+            try:
+                s.sendall(b"a")
+            except OSError:
+                return b"<closed>"
+            time.sleep(0.2)
+            return closed_by_server(s)
+        reply = wait_until(cut, 20, interval=0, what="the server to cut the slow body")
+    assert reply.startswith(b"HTTP/1.1 408 "), reply
+    assert hooks.reloads == 0
+
+
 # -- where it listens --------------------------------------------------------------------------
 
 
@@ -287,7 +475,7 @@ def test_wildcard_listens_on_ipv6_and_ipv4(start: Start, host: str) -> None:
 
 def test_wildcard_falls_back_to_ipv4_without_ipv6(start: Start,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(listener.socket, "has_dualstack_ipv6", lambda: False)
+    monkeypatch.setattr(bind.socket, "has_dualstack_ipv6", lambda: False)
     server = start(host="")
     assert server.server_address[0] == "0.0.0.0"
     assert _answers("127.0.0.1", server.port)

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from exporter.ratelimit import TokenBucket
 from exporter.settings.load import ConfigError
 from exporter.settings.web import (
     TLS_UNSUPPORTED,
@@ -101,6 +102,41 @@ def test_random_web_configs_load_or_name_the_problem(data: dict[str, Any]) -> No
             assert problem.strip() and "\n" not in problem and len(problem) < 600, problem
 
 
+# Written as text, not dumped: values YAML scans as a type they then are not, tags, and
+# durations and bursts at and past what a limiter can compute with.
+raw_web_values = (
+    st.from_regex(r"\d{4}-\d{1,2}-\d{1,2}", fullmatch=True)
+    | st.integers(4250, 4350).map(lambda n: "1" * n)
+    | st.from_regex(r"\d{1,400}(\.\d{1,30})?(ns|us|ms|s|m|h|d|w|y)", fullmatch=True)
+    | st.sampled_from([".nan", ".inf", "true", "1e-300", "!!float x", "!!binary 'A$'",
+                       "!!timestamp no", "!!python/name:os.system", "0", "-1s", "1s"]))
+RAW_WEB_KEYS = [("rate_limit", "interval"), ("rate_limit", "burst"),
+                ("basic_auth_users", "prometheus"), ("http_server_config", "http2"),
+                ("tls_server_config", "min_version")]
+raw_web_files = st.lists(st.tuples(st.sampled_from(RAW_WEB_KEYS), raw_web_values),
+                         min_size=1, max_size=3).map(
+    lambda kvs: "".join(f"{k[0]}:\n  {k[1]}: {v}\n" for k, v in kvs))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(raw_web_files)
+@example("rate_limit:\n  interval: " + "9" * 400 + "s\n  burst: 1\n")  # infinite: "off"
+@example("basic_auth_users:\n  prometheus: 2020-13-45\n")
+def test_raw_web_config_text_loads_usably_or_names_the_problem(text: str) -> None:
+    try:
+        web = parse_web_config(text, "web.yml", Path("/nonexistent-dir"))
+    except WebConfigError as e:
+        assert str(e).startswith("invalid configuration in web.yml:\n") and e.problems
+        for problem in e.problems:
+            assert problem.strip() and "\n" not in problem and len(problem) < 600, problem
+        return
+    rate = web.rate
+    if rate is not None:  # a limit that is on limits: as the web server builds its bucket
+        bucket = TokenBucket(60.0 / rate.interval, burst=float(max(rate.burst, 1)))
+        assert not bucket.unlimited, rate
+
+
 def test_a_bcrypt_cost_that_would_stall_every_check_is_refused() -> None:
     # Cost 31 is 2**31 rounds: the decoy hash made at start-up alone would take hours.
     slow = "$2b$31$" + "a" * 53
@@ -110,3 +146,44 @@ def test_a_bcrypt_cost_that_would_stall_every_check_is_refused() -> None:
     assert slow not in str(exc.value)
     ok = "$2b$10$" + "a" * 53
     assert parse_web_config(f"basic_auth_users:\n  prometheus: '{ok}'\n", "web.yml")
+
+
+@pytest.mark.parametrize(("text", "line", "says"), [
+    ("basic_auth_users:\n  prometheus: 2020-13-45\n", 2,
+     "'2020-13-45' is not a valid date (month must be in 1..12)"),
+    ("rate_limit:\n  burst: " + "1" * 5000 + "\n", 2, "(5000 digits: at most 4300)"),
+    ("rate_limit: {interval: !!float x}\n", 1, "'x' is not a valid number"),
+])
+def test_a_value_yaml_cannot_build_names_the_file_and_line(text: str, line: int,
+                                                           says: str) -> None:
+    with pytest.raises(WebConfigError) as exc:
+        parse_web_config(text, "web.yml")
+    assert str(exc.value).startswith(f"invalid configuration in web.yml:\n  - line {line}, "), \
+        str(exc.value)
+    assert says in str(exc.value), str(exc.value)
+
+
+@pytest.mark.parametrize("interval", [
+    "9" * 400 + "s",  # infinite: read as a rate of 0, which would turn the limit off
+    "99999999999999999999999y", "25h",
+    "0.0000000000000000001ns", "999us",  # too short to limit anything
+])
+def test_a_rate_limit_interval_that_would_not_limit_is_refused(interval: str) -> None:
+    with pytest.raises(WebConfigError) as exc:
+        parse_web_config(f"rate_limit: {{interval: '{interval}', burst: 1}}\n", "web.yml")
+    assert "  - rate_limit.interval: must be 0 (off) or from 1ms to 24h, got " \
+        in str(exc.value), str(exc.value)
+    assert len(str(exc.value)) < 400, str(exc.value)
+
+
+@pytest.mark.parametrize(("interval", "seconds"), [("1ms", 0.001), ("24h", 86_400.0),
+                                                   ("0", 0.0)])
+def test_rate_limit_interval_bounds_are_inclusive(interval: str, seconds: float) -> None:
+    rate = parse_web_config(f"rate_limit: {{interval: '{interval}', burst: 1}}\n").rate_limit
+    assert rate is not None and rate.interval == pytest.approx(seconds)
+
+
+def test_a_burst_too_large_for_a_number_is_refused() -> None:
+    with pytest.raises(WebConfigError) as exc:
+        parse_web_config("rate_limit: {interval: 1s, burst: " + "9" * 400 + "}\n", "web.yml")
+    assert "rate_limit.burst: Input should be less than or equal to 100000" in str(exc.value)

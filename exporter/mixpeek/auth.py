@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import requests
 from requests.auth import AuthBase
 
@@ -34,6 +36,34 @@ class Bearer(AuthBase):
     def redact(self, text: str) -> str:
         """``text`` without the key or any 8-character run of it."""
         return redact(text, [self._key], "<redacted>")
+
+    def scrub_json(self, body: Any) -> Any:
+        """A decoded JSON body with the key (and any 8-character run of it) replaced in every
+        string, object keys included: an API that echoes the key in a namespace name or a
+        label value must not put it on /metrics."""
+        key = self._key
+        if isinstance(body, str):
+            return self.redact(body) if key.occurs_in(body) else body
+        # Iterative: the decoder already bounded the nesting, but recursion here would be a
+        # second, lower limit.
+        root: list[Any] = [body]
+        stack: list[tuple[Any, Any]] = [(root, 0)]
+        while stack:
+            parent, slot = stack.pop()
+            v = parent[slot]
+            if isinstance(v, str):
+                if key.occurs_in(v):
+                    parent[slot] = self.redact(v)
+            elif isinstance(v, list):
+                stack.extend((v, i) for i in range(len(v)))
+            elif isinstance(v, dict):
+                if any(isinstance(k, str) and key.occurs_in(k) for k in v):
+                    fixed = {(self.redact(k) if isinstance(k, str) else k): x
+                             for k, x in v.items()}
+                    v.clear()
+                    v.update(fixed)
+                stack.extend((v, k) for k in v)
+        return root[0]
 
     def __repr__(self) -> str:
         return "Bearer(***)"

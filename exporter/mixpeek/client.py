@@ -10,12 +10,24 @@ Every answer's ``X-RateLimit-*`` headers, and every 429, are reported to the req
 (exporter.ratelimit), which paces all requests by them; each request waits there with the
 ``Priority`` its caller gives (counts before metadata before discovery).
 
+No request holds its worker for long: it does not wait for a budget that will send nothing
+for longer than ``budget_wait`` seconds (the API paused the key, or stated a pace that slow),
+and a retry does not wait longer than ``RetryPolicy.sleep_max_seconds``; either way the
+request ends now as ``rate_limited`` (or the verdict of its last attempt) and the next poll
+tries again. A Result's ``duration`` is the time of its attempts and the retry waits between
+them: not the time spent waiting for the exporter's own request budget.
+
+A response the API garbles below HTTP (a negative chunk size, a broken status line) is the
+API's fault: ``connection``, with the message saying the response was malformed; only faults
+of the exporter's own are ``exporter_error``.
+
 Messages quote the API's error type and message (bounded, one line) but never a request
 header, so the key cannot reach a log line through this module.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 import time
@@ -50,7 +62,7 @@ from exporter.mixpeek.models import (
 )
 from exporter.mixpeek.result import PollResult, Result, V, failure
 from exporter.mixpeek.retry import Outcome, RetryPolicy
-from exporter.ratelimit import Priority, TokenBucket
+from exporter.ratelimit import SLACK, Priority, TokenBucket
 from exporter.settings.identifiers import identifier_problem
 from exporter.settings.schema import MixpeekConfig
 from exporter.settings.secrets import Secret
@@ -92,11 +104,19 @@ class MixpeekClient:
         stats: RequestStats | None = None,
         stop: threading.Event | None = None,
         sleep: Callable[[float], None] | None = None,
+        poll_interval: float | None = None,
     ) -> None:
+        """``poll_interval`` (seconds, ``poll.interval_seconds``): a retry waits at most a
+        quarter of it (and at most ``timeout_seconds``) in the poll's worker."""
         self.cfg = cfg
+        sleep_max = cfg.timeout_seconds if poll_interval is None else min(
+            cfg.timeout_seconds, poll_interval / 4)
         self.policy = RetryPolicy(cfg.max_retries, cfg.retry_backoff_seconds,
-                                  cfg.retry_after_max_seconds)
+                                  cfg.retry_after_max_seconds, sleep_max)
         self.bucket = bucket or TokenBucket(cfg.max_requests_per_minute, strict=True)
+        # The configured budget's own gap between requests is always worth waiting for.
+        rpm = cfg.max_requests_per_minute
+        self.budget_wait = max(cfg.timeout_seconds, 2 * (60.0 + SLACK) / rpm if rpm > 0 else 0)
         self.stats = stats or RequestStats()
         self._stop = stop or threading.Event()
         self._sleep = sleep
@@ -170,19 +190,26 @@ class MixpeekClient:
               body: Any = None, params: dict[str, str | int] | None = None,
               priority: Priority = Priority.COUNTS) -> Result[V]:
         """Budget, attempts, retries, parsing. Never raises: every exception is a Result."""
-        started = time.monotonic()
         attempts = 0
+        spent = 0.0  # seconds in attempts and retry waits, not in the budget
+        started = time.monotonic()
 
         def done(reason: str | None, message: str, status: int | None = None,
                  value: V | None = None) -> Result[V]:
             return Result(identifier, value, reason, message, status, attempts,
-                          time.monotonic() - started)
+                          spent + time.monotonic() - started)
         try:
             backoffs = 0
             while True:
                 attempts += 1
-                if not self.bucket.acquire(stop=self._stop, priority=priority):
-                    return done("timeout", "shutting down")
+                if not self.bucket.acquire(stop=self._stop, priority=priority,
+                                           max_wait=self.budget_wait):
+                    started = time.monotonic()
+                    if self._stop.is_set():
+                        return done("timeout", "shutting down")
+                    attempts -= 1  # not sent
+                    return done("rate_limited", self._budget_message())
+                started = time.monotonic()
                 att = self._attempt(method, path, body, params)
                 if att.outcome.reason is None:
                     try:
@@ -194,6 +221,8 @@ class MixpeekClient:
                                        f"response does not match the expected schema: {e}")
                 d = self.policy.decide(att.outcome, attempts, backoffs, time.time(),
                                        stopping=self._stop.is_set())
+                spent += time.monotonic() - started
+                started = time.monotonic()
                 if d.pause_budget is not None:
                     self.bucket.pause_for(d.pause_budget)
                 if not d.retry:
@@ -203,6 +232,7 @@ class MixpeekClient:
                     self._sleep(d.wait)
                 elif self._stop.wait(d.wait):
                     return done(att.outcome.reason, att.message, att.outcome.status)
+                spent += time.monotonic() - started
         except UnsendableKey as e:
             return done("exporter_error", str(e))
         except Exception as e:
@@ -210,6 +240,12 @@ class MixpeekClient:
                       extra={"fields": {"request": identifier}})
             text = self._auth.redact(str(e))
             return done("exporter_error", clean(f"exporter error: {type(e).__name__}: {text}"))
+
+    def _budget_message(self) -> str:
+        return (f"not sent: the API's rate limit lets no request leave for "
+                f"{self.bucket.next_slot_in():.0f}s (a pause it asked for, or the pace it "
+                f"states), longer than a request waits ({self.budget_wait:g}s); the next poll "
+                "tries again")
 
     # -- one attempt ----------------------------------------------------------------------
 
@@ -244,6 +280,8 @@ class MixpeekClient:
         except requests.exceptions.RequestException as e:
             # Only the type: some of these quote a header value.
             return self._transport(retry.REQUEST, f"request failed: {type(e).__name__}")
+        except _MalformedResponse as e:
+            return self._transport(retry.BROKEN, str(e))
         except OSError as e:  # a socket the reaper shut, or a CA bundle path that is gone
             if time.monotonic() >= deadline:
                 return self._transport(retry.TIMEOUT, f"no complete answer within "
@@ -258,7 +296,7 @@ class MixpeekClient:
     def _read(self, resp: requests.Response, deadline: float) -> Attempt:
         _check_deadline(deadline)
         status = resp.status_code
-        self.stats.record(str(status), limits.observe(self.bucket, resp.headers))
+        self.stats.record(str(status), limits.observe(self.bucket, resp.headers, status))
         if 300 <= status < 400:
             target = urlsplit(resp.headers.get("Location", "")).netloc or self._host
             return _invalid(status, f"unexpected redirect (HTTP {status}) to "
@@ -268,7 +306,7 @@ class MixpeekClient:
         if isinstance(raw, Attempt):
             return raw
         try:
-            body = decode_json(raw) if raw else None
+            body = self._auth.scrub_json(decode_json(raw)) if raw else None
             parse_error = ""
         except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
             body, parse_error = None, type(e).__name__
@@ -297,7 +335,18 @@ class MixpeekClient:
                                               f"max_response_bytes ({cap})")
         chunks: list[bytes] = []
         size = 0
-        for chunk in resp.iter_content(chunk_size=65536):
+        body = resp.iter_content(chunk_size=65536)
+        while True:
+            try:
+                chunk = next(body, None)
+            except (ValueError, http.client.HTTPException) as e:
+                # Raised by the HTTP parser on what the API sent (a chunk size of -5), not a
+                # fault of ours: requests wraps only some of these.
+                raise _MalformedResponse(
+                    "connection failed: malformed response from the API while reading its "
+                    f"body ({short_exception(e)})") from None
+            if chunk is None:
+                break
             size += len(chunk)
             if size > cap:
                 return _invalid(resp.status_code,
@@ -306,6 +355,10 @@ class MixpeekClient:
             chunks.append(chunk)
         _check_deadline(deadline)
         return b"".join(chunks)
+
+
+class _MalformedResponse(Exception):
+    """The response broke HTTP's framing; the message says how (no header values)."""
 
 
 _REASONS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited"}

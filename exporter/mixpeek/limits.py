@@ -3,11 +3,14 @@
 Documented (rate-limits-quotas): every answer carries ``X-RateLimit-Limit``,
 ``X-RateLimit-Remaining``, ``X-RateLimit-Reset`` (a Unix timestamp) and ``X-RateLimit-Window``
 (seconds); a 429 carries ``Retry-After`` and ``error.details{limit, window: "1m",
-retry_after}``. Whatever is absent or unreadable is simply not reported.
+retry_after}``. Whatever is absent or unreadable is simply not reported; what is read is
+bounded by the budget (exporter.ratelimit: windows at most an hour, paces at least one request
+a minute), so no statement of the API's can stop polling for good.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +19,7 @@ from exporter.mixpeek.errors import error_details
 from exporter.ratelimit import TokenBucket
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_WINDOW = re.compile(r"([0-9]{1,12})([smh])", re.ASCII)  # str.isdigit() takes "²" too
 
 
 def number(value: str | None) -> float | None:
@@ -42,15 +46,19 @@ def window_seconds(value: Any) -> float | None:
     """A window as a 429 body gives it: seconds, or ``"1m"``, ``"60s"``, ``"1h"``."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value) if value > 0 else None
-    if isinstance(value, str) and value[-1:] in _UNITS and value[:-1].isdigit():
-        return float(value[:-1]) * _UNITS[value[-1]] or None
+    match = _WINDOW.fullmatch(value) if isinstance(value, str) else None
+    if match is not None:
+        return float(match[1]) * _UNITS[match[2]] or None
     return None
 
 
-def observe(bucket: TokenBucket, headers: Mapping[str, str]) -> float | None:
-    """Report an answer's ``X-RateLimit-*`` headers to ``bucket``; returns
+def observe(bucket: TokenBucket, headers: Mapping[str, str], status: int) -> float | None:
+    """Report an answer of HTTP ``status`` and its ``X-RateLimit-*`` headers to ``bucket``
+    (a 429 counts as refused, see ``refused``, any other as accepted); returns
     ``X-RateLimit-Remaining`` (None when not sent) for the request counters."""
     remaining = number(headers.get("X-RateLimit-Remaining"))
+    if status != 429:
+        bucket.accepted()
     bucket.observe(number(headers.get("X-RateLimit-Limit")), remaining,
                    reset_after(headers.get("X-RateLimit-Reset")),
                    number(headers.get("X-RateLimit-Window")))
@@ -58,8 +66,8 @@ def observe(bucket: TokenBucket, headers: Mapping[str, str]) -> float | None:
 
 
 def refused(bucket: TokenBucket, headers: Mapping[str, str], body: Any) -> None:
-    """Report a 429. Without ``X-RateLimit-Limit``, the body's ``error.details.limit`` and
-    ``window`` stand in for it."""
+    """Report a 429 (after ``observe``, which counts no 429 as accepted). Without
+    ``X-RateLimit-Limit``, the body's ``error.details.limit`` and ``window`` stand in for it."""
     window = number(headers.get("X-RateLimit-Window"))
     if headers.get("X-RateLimit-Limit") is None:
         details = error_details(body)

@@ -4,12 +4,19 @@ The client reports what one attempt produced as an ``Outcome``; ``RetryPolicy.de
 whether to try again, how long to wait first, whether the shared request budget pauses (a 429
 limits the whole key), and, when it gives up early, why. Changing which outcomes are retried
 means changing this module only. Nothing here sleeps, sends or reads a clock it is not given.
+
+A retry waits in the poll's worker, which the other namespaces share, so no wait is longer
+than ``sleep_max_seconds``: when the API asks for more (a Retry-After), the poll ends now with
+its verdict and the message says when the API asked to be tried again; the next poll does.
+A 429's Retry-After still pauses the shared budget (up to ``retry_after_max_seconds``).
 """
 
 from __future__ import annotations
 
 import email.utils
+import math
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +28,8 @@ REQUEST = "request"  # the request could not be made at all (bad URL, proxy setu
 
 _RETRIED_TRANSPORT = frozenset({TIMEOUT, BROKEN})
 _RETRIED_STATUS = frozenset({429, 503})
+# delta-seconds is ASCII digits (RFC 9110); str.isdigit() also takes "²", which float() refuses.
+_DELTA_SECONDS = re.compile(r"[0-9]+", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +55,19 @@ class Decision:
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait, from delta-seconds or an HTTP date (``now``: Unix seconds); None if
-    absent or unreadable. A date in the past is 0."""
+    absent or unreadable (never raises). A date in the past is 0; a huge delay is inf."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+    value = value.strip(" \t")
+    if _DELTA_SECONDS.fullmatch(value):
+        return float(value) if len(value) < 300 else math.inf
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
+        if when is None or when.tzinfo is None:
+            return None
+        return max(0.0, when.timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
-    if when is None or when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,7 @@ class RetryPolicy:
     max_retries: int  # attempts after the first
     backoff_seconds: float  # full-jitter ceiling of the first backoff; doubles per backoff
     retry_after_max_seconds: float  # longer Retry-After: give up now; also the backoff cap
+    sleep_max_seconds: float = math.inf  # the longest wait in a worker; longer: give up now
 
     def retried(self, outcome: Outcome) -> bool:
         """Whether this kind of outcome is worth another attempt at all."""
@@ -104,9 +114,15 @@ class RetryPolicy:
                 return Decision(False, pause_budget=pause,
                                 note=f"; Retry-After {after:.0f}s exceeds retry_after_max_seconds "
                                      f"({self.retry_after_max_seconds:g}s)")
+            if after > self.sleep_max_seconds:
+                return Decision(False, pause_budget=pause,
+                                note=f"; the API asked to retry in {after:.0f}s (Retry-After), "
+                                     f"longer than a poll waits ({self.sleep_max_seconds:g}s): "
+                                     "the next poll tries again")
             return Decision(True, after, pause)
         # Full jitter spreads the retries of requests that failed together.
         ceiling = min(self.backoff_seconds * 2 ** backoffs, self.retry_after_max_seconds)
         if backoffs == 0:
             ceiling = self.backoff_seconds  # as configured, even above the cap
+        ceiling = min(ceiling, self.sleep_max_seconds)
         return Decision(True, jitter(0, ceiling), pause, backoff=True)

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import math
 
-from exporter.settings.schema import Config
+from exporter.settings.schema import STALE_AFTER_INTERVALS, Config
 
 log = logging.getLogger(__name__)
 
 BATCH = 100  # stats/batch takes at most 100 ids
-HEADROOM = 0.9  # share of the budget planned for counts and metadata; listings, retries: rest
+HEADROOM = 0.95  # share of the budget planned for counts and metadata; listings, retries: rest
+STALE_MAX = 7 * 86_400.0  # poll.stale_after_seconds' bound in the schema
 METADATA_FLOOR = 0.05  # share metadata keeps when counts alone exceed the budget
 
 
@@ -87,12 +88,47 @@ def effective_metadata_interval(cfg: Config, n: int, rpm: float | None = None) -
     return max(wanted, n / room * cycle)
 
 
+def stale_is_default(cfg: Config) -> bool:
+    """``poll.stale_after_seconds`` was left unset. The schema fills an unset value in as
+    STALE_AFTER_INTERVALS x interval_seconds and does not record that it did, so a value equal
+    to that is taken as unset (written out by hand, it means the same)."""
+    default = min(max(STALE_AFTER_INTERVALS * cfg.poll.interval_seconds, 1.0), STALE_MAX)
+    return math.isclose(cfg.poll.stale_after_seconds, default)
+
+
+def stale_after(cfg: Config, effective: float) -> float:
+    """Seconds values stay published: ``poll.stale_after_seconds``, or, when that was left
+    unset, STALE_AFTER_INTERVALS x the effective interval (the budget's, when it is longer),
+    so values do not vanish between two polls the budget spaced out."""
+    if stale_is_default(cfg) and effective > cfg.poll.interval_seconds:
+        return min(STALE_AFTER_INTERVALS * effective, STALE_MAX)
+    return cfg.poll.stale_after_seconds
+
+
 class BudgetWatch:
     """Logs a warning when the budget stretches an interval, once per change."""
 
     def __init__(self) -> None:
         self._note: tuple[int, float] | None = None
         self._metadata_note: tuple[int, float] | None = None
+        self._stale_note: tuple[float, float] | None = None
+
+    def stale_after(self, cfg: Config, effective: float) -> float:
+        """``stale_after`` (seconds), warning once per change when a configured value is
+        shorter than the effective interval."""
+        stale = stale_after(cfg, effective)
+        note = (round(stale, 1), round(effective, 1))
+        short = stale < effective
+        if short and note != self._stale_note:
+            log.warning(
+                "poll.stale_after_seconds is shorter than the effective poll interval: values "
+                "vanish between polls; raise poll.stale_after_seconds (or leave it unset for "
+                f"{STALE_AFTER_INTERVALS} x the effective interval), or raise "
+                "mixpeek.max_requests_per_minute", extra={"fields": {
+                    "stale_after_seconds": stale,
+                    "effective_interval_seconds": round(effective, 1)}})
+        self._stale_note = note if short else None
+        return stale
 
     def check(self, cfg: Config, n: int, rpm: float | None = None) -> float:
         """The effective interval for ``n`` namespaces (seconds), logging it when new."""

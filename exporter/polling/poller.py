@@ -26,11 +26,12 @@ from typing import TypeVar
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter.mixpeek.client import MixpeekClient
-from exporter.mixpeek.result import PollResult, failure
+from exporter.mixpeek.result import PollResult, Result, failure
 from exporter.polling.budget import BATCH, metadata_room
 from exporter.polling.events import log_invalid_fields, log_transition
 from exporter.polling.metadata import MetadataLane
 from exporter.ratelimit import Priority
+from exporter.settings.identifiers import identifier_labels
 from exporter.state.store import Store, Transition
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,14 @@ log = logging.getLogger(__name__)
 JOB_ID = "poll-cycle"
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def endpoint_missing(out: Result[object], ids: list[str]) -> bool:
+    """A 404/405 from stats/batch whose error names none of ``ids``: the endpoint itself is
+    not there. A 404 naming a namespace of the batch is about that namespace."""
+    if out.status not in (404, 405):
+        return False
+    return not any(i in out.message for i in ids)
 
 
 def lane_threads(max_concurrency: int) -> int:
@@ -63,6 +72,8 @@ class Poller:
         self._cycle_lock = threading.Lock()
         self.counts_source = counts_source
         self.stats_batch_available = True
+        self._batch_retry_at = 0.0  # time.monotonic() when a missing stats/batch is tried again
+        self._batch_backoff = 0.0  # seconds until the next try; doubles up to metadata_interval
         self._metadata = MetadataLane(self._poll_metadata, metadata_interval,
                                       lane_threads(max_concurrency))
         self.before_cycle = before_cycle
@@ -80,11 +91,38 @@ class Poller:
 
     def poll_one(self, identifier: str, priority: Priority = Priority.COUNTS) -> PollResult:
         """A full Get Namespace: counts and metadata, stored."""
-        result = self.client.get_namespace(identifier, priority=priority)
+        result = self._verified(identifier, self.client.get_namespace(identifier,
+                                                                      priority=priority))
         if self._stop.is_set() and not result.ok:
             return result  # an aborted request at shutdown is not the API's fault
         self._store(identifier, lambda: self.store.apply(result))
         return result
+
+    def _verified(self, identifier: str, result: PollResult) -> PollResult:
+        """``result``, or invalid_response when its namespace_id is another namespace's."""
+        v = result.values
+        if not result.ok or v is None:
+            return result
+        clash = self._id_clash(identifier, v.namespace_id, v.namespace_name)
+        if clash is None:
+            return result
+        return failure(identifier, "invalid_response", clash, result.status, result.attempts,
+                       result.duration)
+
+    def _id_clash(self, identifier: str, ns_id: str, name: str) -> str | None:
+        """Why ``identifier`` (asked by name) cannot have ``ns_id``: the namespace polled by
+        that id answered with another name. The client checks the name asked for, never the
+        id, and batched counts are matched by id, so one namespace's counts would be published
+        under two names. An identifier that is an id owns it (the client checked that); None
+        when there is no clash or no name to tell yet."""
+        if not ns_id or not name or identifier_labels(identifier)[0] or ns_id == identifier:
+            return None
+        owner = self.store.state(ns_id)
+        if owner is None or not owner.namespace_name or \
+                owner.namespace_name.casefold() == name.casefold():
+            return None
+        return (f"the answer's namespace_id {ns_id[:80]!r} is namespace "
+                f"{owner.namespace_name[:80]!r}, not {name[:80]!r}")
 
     def _poll_metadata(self, identifier: str) -> None:
         self.poll_one(identifier, Priority.METADATA)
@@ -120,7 +158,8 @@ class Poller:
                 except Exception:
                     log.exception("preparing the poll cycle failed; polling the known set")
             idents = self.store.identifiers()
-            if self.counts_source == "stats_batch" and self.stats_batch_available and not full:
+            if self.counts_source == "stats_batch" and not full and (
+                    self.stats_batch_available or time.monotonic() >= self._batch_retry_at):
                 results = self._batched_cycle(idents)
             else:
                 results = self._run_all(self.poll_one, idents)
@@ -164,7 +203,8 @@ class Poller:
         """Counts in batches of 100 for every namespace whose id is known, a full Get
         Namespace for the others (their id comes with it); the metadata lane gets its share.
         A cycle costs about N/100 requests plus the namespaces without an id."""
-        self.store.set_exporter(stats_batch_available=True)
+        if self.stats_batch_available:
+            self.store.set_exporter(stats_batch_available=True)
         known, unknown = [], []
         for ident in idents:
             st = self.store.state(ident)
@@ -209,24 +249,33 @@ class Poller:
             return []
 
     def _poll_batch_unguarded(self, idents: list[str]) -> list[str]:
-        if not self.stats_batch_available:
+        if not self.stats_batch_available and time.monotonic() < self._batch_retry_at:
             return idents
-        by_id: dict[str, str] = {}
+        # One-to-many: a namespace configured by name and by id is two identifiers with one
+        # id, and each of them gets the batch's verdict.
+        by_id: dict[str, list[str]] = {}
         for ident in idents:
             st = self.store.state(ident)
             if st is not None and st.namespace_id:
-                by_id[st.namespace_id] = ident
+                by_id.setdefault(st.namespace_id, []).append(ident)
         out = self.client.stats_batch(list(by_id))
-        if out.status in (404, 405):
-            if self.stats_batch_available:
-                self.stats_batch_available = False
-                log.warning("the API does not offer POST /v1/namespaces/stats/batch "
-                            f"(HTTP {out.status}); polling counts with Get Namespace instead",
-                            extra={"fields": {"status": out.status}})
-                self.store.set_exporter(stats_batch_available=False)
+        if endpoint_missing(out, list(by_id)) or (not self.stats_batch_available
+                                                  and not out.ok):
+            self._batch_missing(out.status)
             return idents
-        for ns_id, ident in by_id.items():
-            if out.ok and out.values is not None:
+        if out.status in (404, 405):
+            return idents  # about a namespace, not the endpoint: each gets its own verdict
+        if not self.stats_batch_available:
+            self.stats_batch_available, self._batch_backoff = True, 0.0
+            log.info("POST /v1/namespaces/stats/batch answers again; counts come in batches")
+            self.store.set_exporter(stats_batch_available=True)
+        for ns_id, ident in ((i, n) for i, ns in by_id.items() for n in ns):
+            st = self.store.state(ident)
+            clash = None if st is None else self._id_clash(ident, ns_id, st.namespace_name)
+            if clash is not None:
+                verdict = failure(ident, "invalid_response", clash, out.status, out.attempts,
+                                  out.duration)
+            elif out.ok and out.values is not None:
                 counts = out.values.get(ns_id)
                 if counts is not None:
                     self._store(ident, lambda i=ident, c=counts: self.store.apply_counts(
@@ -240,6 +289,21 @@ class Poller:
                                   out.status, out.attempts, out.duration)
             self._store(ident, lambda v=verdict: self.store.apply(v))
         return []
+
+    def _batch_missing(self, status: int | None) -> None:
+        """stats/batch is not offered: Get Namespace until it is tried again, after the
+        interval, doubling up to metadata_interval_seconds (an API rolling out, or a proxy
+        briefly misrouting, is not a verdict for the process's lifetime)."""
+        self._batch_backoff = min(max(self._batch_backoff * 2, self.interval),
+                                  max(self.metadata_interval, self.interval))
+        self._batch_retry_at = time.monotonic() + self._batch_backoff
+        if self.stats_batch_available:
+            self.stats_batch_available = False
+            log.warning("the API does not offer POST /v1/namespaces/stats/batch "
+                        f"(HTTP {status}); polling counts with Get Namespace instead and "
+                        "trying it again later", extra={"fields": {
+                            "status": status, "retry_seconds": round(self._batch_backoff)}})
+            self.store.set_exporter(stats_batch_available=False)
 
     def _report_overrun(self, elapsed: float) -> None:
         overrun = elapsed > self.interval

@@ -5,9 +5,12 @@ that belong to other shards.
 A listing (exporter.polling.listing) also completes the labels of configured namespaces: with
 ``counts_source: stats_batch`` a configured name needs its id before its counts can come in a
 batch, and a configured id needs its name before its series are published, so one listing
-resolves all of them (not a Get Namespace each). The first listing runs before the first cycle
-(its ids are needed); later discovery refreshes run beside the cycles, behind counts and
-metadata in the request budget, and apply at the next cycle.
+resolves all of them (not a Get Namespace each). Discovery listings run beside the cycles,
+behind counts and metadata in the request budget, and apply at the next cycle: a slow or broken
+list endpoint never holds up the namespaces already known (only when none is known, there is
+nothing to hold up, and the first listing runs before the cycle). A failed listing is tried
+again after a backoff that doubles from ``interval_seconds`` up to
+``refresh_interval_seconds``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from exporter.mixpeek.client import MixpeekClient
@@ -93,15 +96,19 @@ class Targets:
     keeps the last known set."""
 
     def __init__(self, cfg: Config, store: Store, shard: int = 0, total_shards: int = 1,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None,
+                 on_found: Callable[[], None] | None = None) -> None:
         self.cfg = cfg
+        self.on_found = on_found  # a background listing changed the set: poll it soon
         self.store = store
         self.shard, self.total_shards = shard, total_shards
         self.budget = BudgetWatch()
         self._stop = stop or threading.Event()
         self._discovered: tuple[Labels, ...] | None = None
-        self._last_discovery: float | None = None  # time.monotonic()
+        self._last_discovery: float | None = None  # time.monotonic(), success or failure
+        self._discovery_backoff: float | None = None  # seconds; set while listings fail
         self._discovery_ok: bool | None = None
+        self._error = ""  # why the last listing failed: one bounded line
         self._limit_reached: bool | None = None
         self._skipped = 0
         self._listing: threading.Thread | None = None
@@ -120,19 +127,22 @@ class Targets:
         if not cfg.discovery.enabled:
             self._discovered = None
         elif relist:
-            self._last_discovery = None
+            self._last_discovery = self._discovery_backoff = None
 
-    def refresh(self, client: MixpeekClient) -> None:
-        """Before a cycle: list again when discovery is due (the first time here and now,
-        later beside the cycle), resolve configured labels when needed, then apply."""
+    def refresh(self, client: MixpeekClient, wait: bool = False) -> None:
+        """Before a cycle: list again when discovery is due (beside the cycle; here and now
+        when ``wait`` or when no namespace is known yet), resolve configured labels when
+        needed, then apply."""
         self._rpm = client.bucket.limit_per_minute()
         d = self.cfg.discovery
-        due = self._last_discovery is None or (
-            time.monotonic() - self._last_discovery >= d.refresh_interval_seconds)
+        pause = self._discovery_backoff or d.refresh_interval_seconds
+        due = self._last_discovery is None or time.monotonic() - self._last_discovery >= pause
         if d.enabled and due:
-            if self._discovered is None:
+            idle = self._listing is None or not self._listing.is_alive()
+            if wait or (idle and self._discovered is None and not self.store.identifiers()):
+                self.join()
                 self._discover(client)
-            elif self._listing is None or not self._listing.is_alive():
+            elif idle:
                 self._listing = threading.Thread(target=self._discover, args=(client,),
                                                  name="discovery", daemon=True)
                 self._listing.start()
@@ -157,10 +167,14 @@ class Targets:
         except Exception as e:  # any fault, ours included, is a failed listing, not a crash
             if self._stop.is_set():
                 return None  # cut short by shutdown: not the API's fault
+            # DiscoveryError text is the client's Result message, scrubbed of the key; any
+            # other exception is ours, and only its type is shown.
+            error = str(e) if isinstance(e, DiscoveryError) else \
+                f"exporter error: {type(e).__name__}"
+            self._error = error[:300]
             if self._discovery_ok is not False:
-                error = str(e) if isinstance(e, DiscoveryError) else f"{type(e).__name__}: {e}"
                 log.error(f"{what} failing; polling the last known set",
-                          extra={"fields": {"error": error[:300]}})
+                          extra={"fields": {"error": self._error}})
             self._discovery_ok = False
             return None
         if listing.skipped != self._skipped:
@@ -178,15 +192,24 @@ class Targets:
 
     def _discover(self, client: MixpeekClient) -> None:
         listing = self._list(client, "namespace discovery")
+        d = self.cfg.discovery
+        self._last_discovery = time.monotonic()
         if listing is None:
             if not self._stop.is_set():
-                self.store.set_exporter(discovery_up=False)
+                first = min(self.cfg.poll.interval_seconds, d.refresh_interval_seconds)
+                self._discovery_backoff = min(d.refresh_interval_seconds, max(
+                    first, 2 * (self._discovery_backoff or 0.0)))
+                self.store.set_exporter(discovery_up=False, discovery_error=self._error)
             return
-        d = self.cfg.discovery
+        self._discovery_backoff = None
+        changed = listing.items != self._discovered
         self._discovered = listing.items
-        self._last_discovery = time.monotonic()
         self.store.set_exporter(discovery_up=True, discovery_last_success=time.time(),
-                                discovery_limit_reached=listing.limit_reached)
+                                discovery_limit_reached=listing.limit_reached,
+                                discovery_error=None)
+        if changed and self.on_found is not None and threading.current_thread() is \
+                self._listing:
+            self.on_found()
         if listing.limit_reached and self._limit_reached is not True:
             log.warning("namespace discovery stopped at discovery.max_namespaces; namespaces "
                         "listed after that are not polled", extra={"fields": {
@@ -242,7 +265,7 @@ class Targets:
         if added or removed:
             log.info("namespaces to poll changed", extra={"fields": {
                 "total": len(targets), "added": len(added), "removed": len(removed)}})
-        self.store.set_exporter(namespaces=len(targets),
-                                poll_interval=self.budget.check(self.cfg, len(targets),
-                                                                self._rpm))
+        effective = self.budget.check(self.cfg, len(targets), self._rpm)
+        self.store.set_exporter(namespaces=len(targets), poll_interval=effective)
+        self.store.set_stale_after(self.budget.stale_after(self.cfg, effective))
         return added, removed

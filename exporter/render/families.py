@@ -124,7 +124,9 @@ NAMESPACE_FAMILIES: tuple[Family, ...] = (
            "counts may come more often from stats/batch).", NAMESPACE_LABELS,
            "state", attrgetter("metadata_at")),
     Family("mixpeek_namespace_poll_duration_seconds", "gauge",
-           "Wall time of the last poll of the namespace, retries included.", NAMESPACE_LABELS,
+           "Seconds the last poll of the namespace spent on its requests and the retry "
+           "waits between them; time waiting for the exporter's own request budget is not "
+           "included.", NAMESPACE_LABELS,
            "state", _poll_duration),
     Family("mixpeek_namespace_poll_errors", "counter",
            "Failed polls of the namespace by reason.", (*NAMESPACE_LABELS, "reason"),

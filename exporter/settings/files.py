@@ -8,6 +8,7 @@ of at most ``limit`` bytes is read; everything else is a one-line reason.
 from __future__ import annotations
 
 import os
+import ssl
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -32,10 +33,10 @@ def _kind(mode: int) -> str:
 def read_small_file(path: str | os.PathLike[str], limit: int) -> bytes:
     """The bytes of the regular file at ``path`` (symlinks followed), at most ``limit`` bytes.
 
-    Raises ``FileProblem`` when it does not exist, is not a regular file, is larger than
-    ``limit`` bytes, or cannot be opened or read. Never blocks on a FIFO or device: the type is
-    checked before opening, the open is non-blocking and the type is checked again on the open
-    descriptor (the path may have been swapped in between).
+    Raises ``FileProblem`` when it does not exist (or cannot be a file name), is not a regular
+    file, is larger than ``limit`` bytes, or cannot be opened or read. Never blocks on a FIFO
+    or device: the type is checked before opening, the open is non-blocking and the type is
+    checked again on the open descriptor (the path may have been swapped in between).
     """
     p = Path(path)
     try:
@@ -44,6 +45,8 @@ def read_small_file(path: str | os.PathLike[str], limit: int) -> bytes:
         raise FileMissing("does not exist") from None
     except OSError as e:
         raise FileProblem(f"cannot be read ({e.strerror or e.__class__.__name__})") from None
+    except ValueError:  # "embedded null byte": no file can have such a name
+        raise FileProblem("cannot be read: the path contains a NUL character") from None
     if not stat.S_ISREG(before.st_mode):
         raise FileProblem(f"cannot be read: it is {_kind(before.st_mode)}, not a regular file")
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
@@ -87,3 +90,22 @@ def read_config_text(path: Path, limit: int, what: str,
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise error([f"{what} cannot be read: it is not UTF-8 text"], str(path)) from None
+
+
+MAX_CA_BUNDLE_BYTES = 8 * 1_048_576  # the system bundle is about 200 KB
+
+
+def ca_bundle_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot serve as a PEM bundle of CA certificates (a phrase to put after
+    the path), or None when it can: it is read as read_small_file does, at most 8 MiB, and
+    must hold at least one certificate OpenSSL accepts."""
+    try:
+        data = read_small_file(path, MAX_CA_BUNDLE_BYTES)
+    except FileProblem as e:
+        return str(e)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
+            cadata=data.decode("latin-1"))
+    except (ssl.SSLError, ValueError):
+        return "holds no PEM certificate (expected a CA bundle: -----BEGIN CERTIFICATE-----)"
+    return None

@@ -13,7 +13,8 @@ def parse_listen_address(addr: str, flag: str = "--web.listen-address"
                          ) -> tuple[str, int, int]:
     """':10117', '127.0.0.1:10117', '[::1]:10117' -> (host, port, address family).
 
-    An empty host means every IPv4 address ('0.0.0.0'). Raises ``ListenAddressError`` naming
+    An empty host is returned as '0.0.0.0'; the listener (``web.listener``) opens that, like
+    '::', dual-stack: IPv6 and IPv4. Raises ``ListenAddressError`` naming
     ``flag`` for a missing or non-numeric port, a port outside 0..65535, or an IPv6 host
     without brackets.
     """

@@ -8,55 +8,77 @@ config and the ``--web.config.file``.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import reprlib
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from exporter.settings.files import read_config_text
-from exporter.settings.schema import Config, KeyProblem
+from exporter.settings.environ import (
+    ENV_PREFIX,
+    UnreadableOverrides,
+    env_overrides,
+    stray_variables,
+)
+from exporter.settings.files import ca_bundle_problem, read_config_text
+from exporter.settings.schema import Config, KeyProblem, looks_like_api_key
+from exporter.settings.yamlread import YAMLProblem, read_yaml
 
-ENV_PREFIX = "MIXPEEK_EXPORTER_"
+log = logging.getLogger(__name__)
+
 DEFAULT_CONFIG_FILE = "config.yaml"
-NO_FILE = "no config file: defaults with discovery"
+NO_FILE = "no config file (defaults and environment overrides)"
 MAX_CONFIG_BYTES = 8 * 1_048_576  # 10,000 listed namespaces are about 300 KB
 
-__all__ = ["ENV_PREFIX", "NO_FILE", "ConfigError", "KeyProblem", "config_path", "describe",
-           "env_overrides", "load_config", "parse_config", "validation_problems",
-           "yaml_document"]
+__all__ = ["ENV_PREFIX", "NO_FILE", "ConfigError", "KeyProblem", "Warn", "config_path",
+           "describe", "env_overrides", "load_config", "mode", "parse_config",
+           "validation_problems", "yaml_document"]
+
+Warn = Callable[[str], None]
+"""Receives one line per thing that is accepted but probably not what was meant."""
+
+
+def _log_warning(line: str) -> None:
+    log.warning("configuration warning", extra={"fields": {"warning": line}})
 
 
 class ConfigError(Exception):
     """A config file or value that cannot be used. ``problems`` holds one line per problem;
     ``source`` names where it came from (a path) and heads the message."""
 
+    head = "invalid configuration"
+
     def __init__(self, problems: list[str], source: str = "") -> None:
         self.problems = problems
         self.source = source
-        head = f"invalid configuration in {source}" if source else "invalid configuration"
+        head = f"{self.head} in {source}" if source else self.head
         super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def yaml_document(text: str, source: str) -> Any:
-    """``text`` parsed as one YAML document with the safe loader; empty text is None.
+    """``text`` parsed as one YAML document of plain values (``settings.yamlread``); empty
+    text is None.
 
-    Raises ``ConfigError`` (with ``source``) for a syntax error, giving line and column, or for
-    nesting deeper than the parser can recurse. Aliases are not expanded into copies, so an
-    alias bomb costs memory only for its text.
+    Raises ``ConfigError`` (with ``source``) for anything that cannot be read, naming the line
+    and column when known: a syntax error, a value that is not what it looks like
+    (``2020-13-45``, an integer of more than 4300 digits), a tag that is not allowed, nesting
+    deeper than the parser can recurse. Aliases are not expanded into copies.
     """
     try:
-        return yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "cannot be parsed"
-        raise ConfigError([f"YAML syntax error{where}: {problem}"], source) from None
-    except RecursionError:  # PyYAML recurses per nesting level: "[[[[..." a few thousand deep
-        raise ConfigError(["YAML is nested too deeply to be a configuration"], source) from None
+        return read_yaml(text)
+    except YAMLProblem as e:
+        if not e.where:
+            line = e.problem
+        elif e.syntax:
+            line = f"YAML syntax error at {e.where}: {e.problem}"
+        else:
+            line = f"{e.where}: {e.problem}"
+        raise ConfigError([line], source) from None
 
 
 _SHOW = reprlib.Repr()  # keyword arguments only from Python 3.12
@@ -81,11 +103,65 @@ def _shown(value: Any) -> str:
     return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
+# Keys whose value is never repeated in a message: it may be an API key pasted in by mistake.
+_UNSHOWN = {"mixpeek.api_key_env"}
+# Unknown keys that show someone trying to put the API key into the configuration.
+_KEY_WORDS = {"api_key", "apikey", "api_token", "key", "token", "mixpeek_api_key",
+              "bearer", "authorization", "secret"}
+API_KEY_HINT = ("the API key is never read from the configuration: put it in the environment "
+                "variable named by mixpeek.api_key_env (MIXPEEK_API_KEY by default), or in a "
+                "file named by mixpeek.api_key_file")
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_in, typing.get_args(annotation)) if m), None)
+
+
+def _keys_at(model: type[BaseModel] | None, loc: list[str]) -> list[str]:
+    """The keys allowed in the mapping at ``loc`` of ``model`` (list indices skipped)."""
+    node = model
+    for part in loc:
+        if part.isdigit():
+            continue
+        field = node.model_fields.get(part) if node is not None else None
+        node = _model_in(field.annotation) if field is not None else None
+    if node is None:
+        return []
+    return [f.alias or name for name, f in node.model_fields.items()]
+
+
+def _unknown_key(loc: list[str], model: type[BaseModel] | None,
+                 variables: list[str]) -> str:
+    name = loc[-1] if loc else ""
+    if model is Config and name.lower().replace("-", "_") in _KEY_WORDS:
+        return f"unknown key: {API_KEY_HINT}"
+    match = difflib.get_close_matches(name, _keys_at(model, loc[:-1]), n=1)
+    if not match:
+        return "unknown key (check the spelling against config.example.yaml)"
+    if len(variables) == 1 and variables[0].startswith(ENV_PREFIX):
+        parts = variables[0][len(ENV_PREFIX):].split("__")
+        if len(parts) >= len(loc):
+            parts[len(loc) - 1] = match[0].upper()
+            return f"unknown key; did you mean {ENV_PREFIX}{'__'.join(parts)}?"
+    return f"unknown key; did you mean `{match[0]}`?"
+
+
+def _hint(e: Mapping[str, Any], variables: list[str]) -> str:
+    if e["type"] == "list_type":
+        example = f"{variables[0]}='[a, b]'" if variables else "[a, b]"
+        return f"; write it as a YAML list, e.g. {example}"
+    return ""
+
+
 def validation_problems(err: ValidationError,
-                        env_sources: Mapping[str, str] | None = None) -> list[str]:
+                        env_sources: Mapping[str, str] | None = None,
+                        model: type[BaseModel] | None = None) -> list[str]:
     """One line per problem in ``err``: ``key.path: message``, or, when the key was set by an
     environment variable (``env_sources`` maps a key path to its variable's name),
-    ``VARIABLE (key.path): message``. No Python class name appears in a line."""
+    ``VARIABLE (key.path): message``. No Python class name appears in a line. With the
+    ``model`` that was validated, an unknown key gets the closest known one as a suggestion."""
     sources = env_sources or {}
     problems = []
     for e in err.errors():
@@ -96,52 +172,29 @@ def validation_problems(err: ValidationError,
             loc.append(cause.key)
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling against config.example.yaml)"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        elif e["type"] in _PLAIN:
-            msg = f"{_PLAIN[e['type']]} (got {_shown(e.get('input'))})"
-        elif "input" in e and e["type"] not in ("value_error", "assertion_error"):
-            msg = f"{msg} (got {_shown(e['input'])})"
         path = ".".join(loc)
         variables = [v for v in (sources.get(".".join(loc[:n])) for n in range(len(loc), 0, -1))
                      if v][:1]
         if not variables and e["type"] == "extra_forbidden":
             # MIXPEEK_EXPORTER_POL__X made an unknown section "pol": name what made it.
             variables = sorted(v for k, v in sources.items() if k.startswith(path + "."))
+        if e["type"] == "extra_forbidden":
+            msg = _unknown_key(loc, model, variables)
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        elif path in _UNSHOWN:
+            pass
+        elif e["type"] in _PLAIN:
+            msg = f"{_PLAIN[e['type']]} (got {_shown(e.get('input'))})"
+        elif "input" in e and e["type"] not in ("value_error", "assertion_error"):
+            msg = f"{msg} (got {_shown(e['input'])}){_hint(e, variables)}"
+        # A key pasted where a key name goes (`sk_live_...: x`) is not repeated either.
+        path = ".".join("<a name that looks like an API key>" if looks_like_api_key(p) else p
+                        for p in loc)
         if variables:
             path = f"{', '.join(variables)} ({path})"
         problems.append(f"{path}: {msg}" if path else msg)
     return problems
-
-
-def env_overrides(model: type[BaseModel], environ: Mapping[str, str],
-                  prefix: str = ENV_PREFIX) -> dict[tuple[str, ...], tuple[str, Any]]:
-    """The overrides in ``environ``: key path -> (variable name, value parsed as YAML).
-
-    Only ``<PREFIX><SECTION>__<KEY>`` and ``<PREFIX><TOP_LEVEL_KEY>`` for a key of ``model``
-    that is not a section are overrides. Anything else with the prefix is someone else's:
-    Kubernetes injects ``MIXPEEK_EXPORTER_PORT=tcp://...``, ``..._SERVICE_HOST`` and
-    ``..._PORT_10117_TCP_ADDR`` into every pod beside a Service of that name.
-    """
-    sections = {name for name, f in model.model_fields.items()
-                if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
-    top_keys = set(model.model_fields) - sections
-    found: dict[tuple[str, ...], tuple[str, Any]] = {}
-    for name, value in environ.items():
-        if not name.startswith(prefix):
-            continue
-        rest = name[len(prefix):]
-        if "__" not in rest and rest.lower() not in top_keys:
-            continue
-        path = tuple(p.lower() for p in rest.split("__"))
-        try:
-            parsed = yaml.safe_load(value) if value.strip() else ""
-        except (yaml.YAMLError, RecursionError):
-            parsed = value
-        found[path] = (name, parsed)
-    return found
 
 
 def _apply(raw: dict[str, Any], overrides: Mapping[tuple[str, ...], tuple[str, Any]]) -> None:
@@ -156,34 +209,77 @@ def _apply(raw: dict[str, Any], overrides: Mapping[tuple[str, ...], tuple[str, A
         node[path[-1]] = value
 
 
+_PATH_KEYS = ("api_key_file", "ca_file")
+
+
+def _resolve_paths(cfg: Config, overrides: Mapping[tuple[str, ...], tuple[str, Any]],
+                   base_dir: Path | None) -> Config:
+    """Relative ``mixpeek.api_key_file`` and ``mixpeek.ca_file`` made absolute: against
+    ``base_dir`` (the config file's directory) when the file set them, against the working
+    directory when an environment variable did (or there is no file)."""
+    update = {}
+    for key in _PATH_KEYS:
+        value: Path | None = getattr(cfg.mixpeek, key)
+        if value is None or value.is_absolute():
+            continue
+        from_env = ("mixpeek", key) in overrides or base_dir is None
+        update[key] = Path(os.path.abspath((Path.cwd() if from_env else base_dir) / value))
+    if not update:
+        return cfg
+    return cfg.model_copy(update={"mixpeek": cfg.mixpeek.model_copy(update=update)})
+
+
+def _file_problems(cfg: Config, sources: Mapping[str, str]) -> list[str]:
+    """Files the configuration names that every poll would fail on; the key file is read
+    (and judged) with the key, in ``settings.secrets``."""
+    ca = cfg.mixpeek.ca_file
+    problem = ca_bundle_problem(ca) if ca is not None else None
+    if problem is None:
+        return []
+    var = sources.get("mixpeek.ca_file")
+    where = f"{var} (mixpeek.ca_file)" if var else "mixpeek.ca_file"
+    return [f"{where}: {ca} {problem}"]
+
+
 def parse_config(text: str, source: str = "<string>",
                  environ: Mapping[str, str] | None = None,
-                 defaults: Mapping[str, Any] | None = None) -> Config:
+                 base_dir: Path | None = None, warn: Warn | None = None) -> Config:
     """``text`` (YAML) with the environment's overrides applied over it, validated.
 
-    ``defaults`` are keys the text starts from (the no-file mode turns discovery on). Raises
-    ``ConfigError`` with one line per problem.
+    Relative paths in the text are relative to ``base_dir`` (the working directory when
+    None). ``warn`` (default: a log line) gets one line per ``MIXPEEK_EXPORTER_*`` variable
+    that is ignored, whether or not the configuration is valid. Raises ``ConfigError`` with
+    one line per problem, including a ``mixpeek.ca_file`` that is not a readable PEM bundle.
     """
+    env = os.environ if environ is None else environ
+    for line in stray_variables(Config, env):
+        (warn or _log_warning)(line)
     raw = yaml_document(text, source)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([f"the top level must be a mapping of keys, got {type(raw).__name__}"],
                           source)
-    for section, values in (defaults or {}).items():
-        raw.setdefault(section, dict(values) if isinstance(values, Mapping) else values)
-    overrides = env_overrides(Config, os.environ if environ is None else environ)
-    _apply(raw, overrides)
     try:
-        return Config.model_validate(raw)
+        overrides = env_overrides(Config, env)
+    except UnreadableOverrides as e:
+        raise ConfigError(e.problems, source) from None
+    _apply(raw, overrides)
+    sources = {".".join(path): name for path, (name, _) in overrides.items()}
+    try:
+        cfg = Config.model_validate(raw)
     except ValidationError as e:
-        sources = {".".join(path): name for path, (name, _) in overrides.items()}
-        raise ConfigError(validation_problems(e, sources), source) from None
+        raise ConfigError(validation_problems(e, sources, Config), source) from None
+    cfg = _resolve_paths(cfg, overrides, base_dir)
+    problems = _file_problems(cfg, sources)
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg
 
 
 def config_path(flag: str | None, cwd: Path | None = None) -> Path | None:
     """The config file to read: the one named by ``--config.file``, else ``./config.yaml``
-    when it exists, else None (run on defaults with discovery, like node_exporter)."""
+    when it exists (looked for at start only), else None (the defaults, like node_exporter)."""
     if flag is not None:
         return Path(flag)
     default = (cwd or Path.cwd()) / DEFAULT_CONFIG_FILE
@@ -191,17 +287,38 @@ def config_path(flag: str | None, cwd: Path | None = None) -> Path | None:
 
 
 def describe(path: Path | None) -> str:
-    """Which mode the exporter is in, for ``--config.check`` and the start-up log line."""
+    """Where the configuration comes from, for ``--config.check`` and the start-up log."""
     return str(path) if path is not None else NO_FILE
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def mode(cfg: Config) -> str:
+    """What is polled, in words: "no namespaces listed, discovery on", "1 namespace,
+    discovery off", "3 namespaces, discovery on"."""
+    if not cfg.namespaces:  # valid only with discovery on
+        return "no namespaces listed, discovery on"
+    on = "on" if cfg.discovery.enabled else "off"
+    return f"{_plural(len(cfg.namespaces), 'namespace')}, discovery {on}"
+
+
+NOT_READ = (f"./{DEFAULT_CONFIG_FILE} now exists but is not read: the config file is chosen "
+            f"at start only; restart to use it (or start with --config.file)")
+
+
 def load_config(path: str | os.PathLike[str] | None,
-                environ: Mapping[str, str] | None = None) -> Config:
-    """The config file at ``path`` with environment overrides; None means no file: defaults
-    with discovery on. Raises ``ConfigError`` when the file is missing, is not a regular file,
-    is larger than 8 MiB, is not UTF-8 or is invalid."""
+                environ: Mapping[str, str] | None = None, warn: Warn | None = None) -> Config:
+    """The config file at ``path`` with environment overrides; None means no file: the
+    defaults and the overrides. Relative paths in the file are relative to its directory.
+    Raises ``ConfigError`` when the file is missing, is not a regular file, is larger than
+    8 MiB, is not UTF-8 or is invalid. ``warn`` as for ``parse_config``; with no file, a
+    ``./config.yaml`` that has appeared since start (a reload) is warned about too."""
     if path is None:
-        return parse_config("", NO_FILE, environ, defaults={"discovery": {"enabled": True}})
+        if (Path.cwd() / DEFAULT_CONFIG_FILE).exists():
+            (warn or _log_warning)(NOT_READ)
+        return parse_config("", NO_FILE, environ, warn=warn)
     p = Path(path)
     text = read_config_text(p, MAX_CONFIG_BYTES, f"config file {str(p)!r}", ConfigError)
-    return parse_config(text, str(p), environ)
+    return parse_config(text, str(p), environ, base_dir=p.parent.resolve(), warn=warn)

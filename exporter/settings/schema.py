@@ -11,15 +11,66 @@ import ipaddress
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from exporter.settings.identifiers import identifier_problem
 
 STALE_AFTER_INTERVALS = 5
 """An unset ``poll.stale_after_seconds`` means this many poll intervals (300 s at 60 s)."""
+
+
+ENV_NAME_MAX = 128
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+KEY_NOT_NAME = ("must name the environment variable that holds the key (e.g. MIXPEEK_API_KEY), "
+                "not the key itself")
+
+
+def looks_like_api_key(text: str) -> bool:
+    """Whether ``text`` has the shape of an API key rather than of a name: Mixpeek keys start
+    with ``sk_`` (``sk_live_...``, ``sk_test_...``); a long run of letters and digits without
+    an underscore is a token too, never a variable name anyone picked."""
+    return (text.startswith("sk_") or text.lower().startswith(("sk_live", "sk_test"))
+            or (len(text) >= 32 and "_" not in text and any(c.isdigit() for c in text)
+                and any(c.isalpha() for c in text)))
+
+
+def _whole_if_whole(value: float) -> int | float:
+    return int(value) if value.is_integer() else value
+
+
+def _finite_number(value: Any) -> Any:
+    # pydantic reads true as 1.0: a boolean where a number goes is a mistake, not a 1.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    # Checked before the bounds: "should be less than or equal to 300 (got nan)" misleads.
+    try:
+        number = float(value) if isinstance(value, float | str) else None
+    except ValueError:
+        return value  # not a number at all: pydantic says so
+    if number is not None and not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_finite_number),
+                   PlainSerializer(_whole_if_whole, when_used="json")]
+"""A finite float (NaN and infinity are refused: every comparison with them is false, so no
+bound would hold), never a boolean; /config shows it as ``0`` or ``60``, not ``0.0`` or
+``60.0``, when it is whole."""
+
+MIN_REQUESTS_PER_MINUTE = 1.0
+MAX_REQUESTS_PER_MINUTE = 100_000
 
 
 class KeyProblem(ValueError):
@@ -46,24 +97,46 @@ def _is_loopback(host: str) -> bool:
 
 class MixpeekConfig(_Strict):
     base_url: str = "https://api.mixpeek.com"
-    api_key_env: str = Field(default="MIXPEEK_API_KEY", min_length=1, max_length=256)
+    # No length bound here: pydantic's message would echo the value, which may be a key.
+    api_key_env: str = "MIXPEEK_API_KEY"
     api_key_file: Path | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Under 0.1 s hardly a connection to a remote API completes, so every poll would fail
+    # as a timeout; at 1e-300 "now + timeout" is now, and none could succeed.
+    timeout_seconds: Number = Field(default=10.0, ge=0.1, le=300)
     verify_tls: bool = True
     ca_file: Path | None = None
     allow_insecure_http: bool = False
     max_concurrency: int = Field(default=4, ge=1, le=256)
     max_retries: int = Field(default=2, ge=0, le=10)
-    retry_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
-    retry_after_max_seconds: float = Field(default=30.0, ge=0, le=3600)
+    retry_backoff_seconds: Number = Field(default=0.5, ge=0, le=60)
+    retry_after_max_seconds: Number = Field(default=30.0, ge=0, le=3600)
     max_response_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
-    max_requests_per_minute: float = Field(default=60.0, ge=0, le=100_000)
+    max_requests_per_minute: Number = Field(default=60.0, ge=0, le=MAX_REQUESTS_PER_MINUTE)
 
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
-            raise ValueError("must be an environment variable name (letters, digits, _)")
+        # The value is never repeated in a message: it may be the key, pasted in by mistake.
+        if looks_like_api_key(v):
+            raise ValueError(f"{KEY_NOT_NAME}: the value looks like an API key (it is not "
+                             "repeated here). Put the key in that variable, or in a file "
+                             "named by mixpeek.api_key_file")
+        if not _ENV_NAME.fullmatch(v) or len(v) > ENV_NAME_MAX:
+            raise ValueError(f"{KEY_NOT_NAME}: a variable name is letters, digits and _, not "
+                             f"starting with a digit, at most {ENV_NAME_MAX} characters")
+        return v
+
+    @field_validator("max_requests_per_minute")
+    @classmethod
+    def _budget(cls, v: float) -> float:
+        # The budget spaces requests (60 + 1) / v seconds apart: below 1 a minute that is
+        # over a minute per request, and at 1e-17 the arithmetic of the pace gives up.
+        if 0 < v < MIN_REQUESTS_PER_MINUTE:
+            raise ValueError(
+                f"must be 0 (no limit) or from {MIN_REQUESTS_PER_MINUTE:g} to "
+                f"{MAX_REQUESTS_PER_MINUTE} (got {v:g}): it caps requests, it does not pace "
+                "them, and below 1 a minute each request would wait more than a minute for "
+                "its turn; to poll less often, raise poll.interval_seconds")
         return v
 
     @field_validator("base_url")
@@ -79,6 +152,11 @@ class MixpeekConfig(_Strict):
                              "or api_key_file")
         if parts.query or parts.fragment:
             raise ValueError("must not have a query string or fragment")
+        path = parts.path.rstrip("/")
+        if path.lower().endswith("/v1"):
+            root = urlunsplit((parts.scheme, parts.netloc, path[:-3], "", ""))
+            raise ValueError(f"{v!r} ends in /v1, but the exporter adds /v1/... itself: "
+                             f"drop it ({root!r})")
         return v.rstrip("/")
 
     @model_validator(mode="after")
@@ -95,13 +173,13 @@ class MixpeekConfig(_Strict):
 
 
 class PollConfig(_Strict):
-    interval_seconds: float = Field(default=60.0, ge=1, le=86_400)
+    interval_seconds: Number = Field(default=60.0, ge=1, le=86_400)
     # Unset (or null) means STALE_AFTER_INTERVALS x interval_seconds, filled in below, so that
     # raising only the interval never trips over a default the user did not write.
-    stale_after_seconds: float = Field(default=STALE_AFTER_INTERVALS * 60.0, ge=1,
+    stale_after_seconds: Number = Field(default=STALE_AFTER_INTERVALS * 60.0, ge=1,
                                        le=7 * 86_400)
     counts_source: Literal["namespace", "stats_batch"] = "namespace"
-    metadata_interval_seconds: float = Field(default=600.0, ge=1, le=7 * 86_400)
+    metadata_interval_seconds: Number = Field(default=600.0, ge=1, le=7 * 86_400)
 
     @model_validator(mode="before")
     @classmethod
@@ -132,23 +210,38 @@ class PollConfig(_Strict):
         return self
 
 
+def regex_problem(pattern: str) -> str | None:
+    """Why ``pattern`` cannot be used as a regular expression, or None when it can. Compiling
+    a user's pattern fails in more ways than ``re.error``: ``a{4294967295}`` raises
+    OverflowError, a few thousand nested groups RecursionError."""
+    shown = repr(pattern) if len(pattern) <= 40 else f"{pattern[:30]!r}... ({len(pattern)} " \
+        "characters)"
+    try:
+        re.compile(pattern)
+    except RecursionError:
+        why = "nested too deeply"
+    except (re.error, OverflowError, ValueError, TypeError) as e:
+        why = str(e)[:100]
+    else:
+        return None
+    return f"{shown} is not a valid regular expression ({why})"
+
+
 class DiscoveryConfig(_Strict):
+    # Unset (absent or null) inside a Config: on when no namespace is listed, off otherwise
+    # (Config fills it in). False here keeps a DiscoveryConfig built on its own a plain bool.
     enabled: bool = False
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
-    refresh_interval_seconds: float = Field(default=300.0, ge=1, le=7 * 86_400)
+    refresh_interval_seconds: Number = Field(default=300.0, ge=1, le=7 * 86_400)
     page_size: int = Field(default=100, ge=1, le=1000)
-    max_namespaces: int = Field(default=10_000, ge=1)
+    max_namespaces: int = Field(default=10_000, ge=1, le=1_000_000)
 
     @field_validator("include", "exclude")
     @classmethod
     def _regexes(cls, v: list[str]) -> list[str]:
-        problems = []
-        for i, pattern in enumerate(v):
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                problems.append(f"[{i}] {pattern!r} is not a valid regular expression ({e})")
+        problems = [f"[{i}] {problem}" for i, pattern in enumerate(v)
+                    if (problem := regex_problem(pattern))]
         if problems:
             raise ValueError("; ".join(problems))
         return v
@@ -166,6 +259,21 @@ class Config(_Strict):
     poll: PollConfig = PollConfig()
     discovery: DiscoveryConfig = DiscoveryConfig()
     namespaces: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _discovery_default(cls, data: Any) -> Any:
+        """An unset discovery.enabled means: on when no namespace is listed. One rule with or
+        without a config file, environment overrides included, as in the Helm chart."""
+        if not isinstance(data, dict):
+            return data
+        listed = bool(data.get("namespaces"))
+        disc = data.get("discovery", {})
+        if isinstance(disc, dict) and disc.get("enabled") is None:
+            return {**data, "discovery": {**disc, "enabled": not listed}}
+        if isinstance(disc, DiscoveryConfig) and "enabled" not in disc.model_fields_set:
+            return {**data, "discovery": disc.model_copy(update={"enabled": not listed})}
+        return data
 
     @field_validator("namespaces", mode="before")
     @classmethod
@@ -193,7 +301,11 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _something_to_poll(self) -> Config:
+        # Unset, discovery.enabled is on without namespaces: only an explicit false gets here.
         if not self.namespaces and not self.discovery.enabled:
-            raise KeyProblem("namespaces", "list at least one namespace name or id to poll, "
-                             "or set discovery.enabled: true")
+            raise KeyProblem("discovery.enabled",
+                             "is false and no namespaces are listed, so there is nothing to "
+                             "poll: list namespace names or ids under namespaces, or remove "
+                             "discovery.enabled (unset, discovery is on when no namespace is "
+                             "listed)")
         return self

@@ -53,6 +53,11 @@ class Secret:
                     covered.append((i, i + n))
         return covered
 
+    def occurs_in(self, text: str) -> bool:
+        """True if ``text`` holds the secret or any run of ``FRAGMENT`` characters of it: a
+        fast substring search per fragment, for screening before ``spans``."""
+        return any(f in text for f in self._fragments)
+
     def __repr__(self) -> str:
         return "Secret('***')"
 
@@ -93,8 +98,10 @@ class Credentials:
 
 
 class KeyMissing(ConfigError):
-    """No key at all (variable unset or empty, file absent): a deployment matter that
-    ``--config.check`` reports as a note, unlike a key that is present but unusable."""
+    """No key at all (variable unset or empty, file absent): start-up and ``--config.check``
+    both refuse it (exit 1) with this message; a reload keeps the previous key."""
+
+    head = "no API key"
 
 
 def _char_name(c: str) -> str:

@@ -70,6 +70,9 @@ HTTP_UNSUPPORTED = {
                "X-Content-Type-Options: nosniff and Cache-Control: no-store)",
 }
 MAX_BCRYPT_COST = 16
+MIN_RATE_INTERVAL = 0.001  # seconds
+MAX_RATE_INTERVAL = 86_400.0
+MAX_RATE_BURST = 100_000
 BCRYPT = re.compile(r"\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
@@ -235,15 +238,22 @@ class HTTPServerConfig(_Section):
 
 class RateLimitConfig(_Section):
     """exporter-toolkit's request rate limit: one request per ``interval`` on average, bursts
-    of ``burst``. An interval of 0 turns it off."""
+    of ``burst``. An interval of 0 turns it off; otherwise it is from 1 ms to 1 day."""
 
     interval: float = 0.0  # seconds
-    burst: StrictInt = Field(default=0, ge=0)
+    burst: StrictInt = Field(default=0, ge=0, le=MAX_RATE_BURST)
 
     @field_validator("interval", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> float:
-        return parse_duration(v)
+        seconds = parse_duration(v)
+        # Past these the limiter's arithmetic stops limiting: an interval of 1e-28 s vanishes
+        # when added to the clock, and one of 1e400 s (infinite) reads as a rate of 0, "off".
+        if seconds != 0 and not MIN_RATE_INTERVAL <= seconds <= MAX_RATE_INTERVAL:
+            raise ValueError(f"must be 0 (off) or from 1ms to 24h, got {_shown(v)}: a shorter "
+                             "interval limits nothing the server could answer, a longer one "
+                             "holds requests back for more than a day")
+        return seconds
 
 
 class WebSettings(_Section):

@@ -70,6 +70,9 @@ class ExporterValues:
     discovery_up: bool | None = None
     discovery_last_success: float | None = None  # Unix time
     discovery_limit_reached: bool | None = None  # discovery stopped at max_namespaces
+    # Why the last discovery listing failed (one line, at most 300 characters, scrubbed of
+    # the key by the client); None while it works. Shown on /status, not a metric.
+    discovery_error: str | None = None
     stats_batch_available: bool | None = None
     shard_ordinal: int | None = None
     total_shards: int | None = None

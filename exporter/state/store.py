@@ -171,8 +171,9 @@ class Store:
 
     def set_stale_after(self, seconds: float) -> None:
         with self._lock:
-            self._stale_after = seconds
-            self._bump()
+            if seconds != self._stale_after:  # asked before every cycle
+                self._stale_after = seconds
+                self._bump()
 
     def cycle_done(self, duration: float) -> None:
         with self._lock:
@@ -187,7 +188,7 @@ class Store:
                 self._reload_time = time.time() if now is None else now
             self._bump()
 
-    def set_exporter(self, **values: float | int | bool | None) -> None:
+    def set_exporter(self, **values: float | int | bool | str | None) -> None:
         """Update exporter-wide values by ExporterValues field name (TypeError if unknown)."""
         with self._lock:
             new = replace(self._exporter, **values)

@@ -1,160 +1,270 @@
-"""One client connection: its socket, the bytes read ahead, and the deadlines that bound it.
+"""One client connection: its socket, the bytes read ahead, the answers not yet sent, and the
+deadlines that bound it.
 
-The accept loop (``web.listener``) reads a request head into ``buf`` without a thread; a
-handler thread then reads the head from ``buf`` and anything more (a body) from the socket.
-As a handler sees it, a ``Connection`` is both ``rfile`` and ``wfile`` of
-``BaseHTTPRequestHandler``: every blocking read and write stops at a deadline for the whole
-request, not a timeout per ``recv`` that each trickled byte would restart.
+The accept loop (``web.listener``) reads into ``buf`` without a thread and takes requests out
+of it only when they are whole, head and body (``next_request``); a handler thread writes its
+answer into the connection (``write``, ``send_body``) and sends what the socket takes at once
+(``flush``); the accept loop sends the rest as the client reads it. So a handler never waits
+on a client: not for a request head, not for a body, not for the client to read an answer.
+As a handler sees it, a ``Connection`` is the ``wfile`` of ``BaseHTTPRequestHandler``.
 """
 
 from __future__ import annotations
 
-import re
 import socket
 import ssl
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-HEAD_MAX = 64 * 1024  # bytes: request line and headers together
-HEAD_SECONDS = 10.0  # TLS handshake and request head, from accept or the head's first byte
+from exporter.web.head import (
+    BODY_MAX,
+    END_OF_HEAD,
+    HEAD_MAX,
+    HeadError,
+    Request,
+    is_tchar,
+    parse_head,
+)
+
+HEAD_SECONDS = 10.0  # TLS handshake, request head and body, from accept or the first byte
 IDLE_SECONDS = 30.0  # keep-alive: waiting for the first byte of the next request
-BODY_MAX = 64 * 1024  # bytes of a request body that are read (and discarded)
-RESPONSE_SECONDS = 30.0  # handling one request and writing its answer
+# Answering: from a request until everything it asked for, and every request already sent
+# behind it (pipelined), has been taken by the socket. A client that pipelines requests and
+# does not read gets no more time for asking more.
+RESPONSE_SECONDS = 30.0
 # After an answer, the handler waits this long for the next request on the same connection
 # before handing it back to the accept loop: a client that asks again at once (a benchmark, a
 # pipelining proxy) skips the round trip through the loop; an idle one holds no thread.
 NEXT_REQUEST_SECONDS = 0.05
-_END_OF_HEAD = re.compile(rb"\n\r?\n")
+READ_MAX = HEAD_MAX + BODY_MAX  # read ahead at most this much: one whole request
+LINGER_MAX = 256 * 1024  # bytes discarded while draining a connection being closed
+_RECV = 65536
+
+
+def _too_long(buf: bytearray) -> HeadError:
+    if buf.find(b"\n", 0, HEAD_MAX) < 0:  # still the request line
+        return HeadError(414, "URI Too Long", f"the request line is over {HEAD_MAX} bytes")
+    return HeadError(431, "Request Header Fields Too Large",
+                     f"the request head is over {HEAD_MAX} bytes")
 
 
 class Connection:
-    """A client socket and what has been read from it but not yet parsed."""
+    """A client socket, what has been read from it but not yet taken as a request, and what
+    has been answered but not yet sent."""
 
     def __init__(self, sock: socket.socket, addr: Any, now: float,
-                 head_seconds: float = HEAD_SECONDS) -> None:
+                 head_seconds: float = HEAD_SECONDS,
+                 response_seconds: float = RESPONSE_SECONDS) -> None:
         self.sock = sock
         self.addr = addr
         self.buf = bytearray()
         self.head_seconds = head_seconds
+        self.response_seconds = response_seconds
         self.handshaking = isinstance(sock, ssl.SSLSocket)
         self.eof = False  # the client has half-closed: nothing more will come
+        self.closing = False  # close once the output has gone
         self.draining = False  # answered and shut for writing; reading until the client closes
         self.drained = 0  # bytes discarded while draining
         self.closed = False
+        self.wants_write = False  # the socket must become writable before we can go on
+        self.stalled = False  # output is waiting for the client to read
         self.deadline = now + head_seconds
-        self.read_deadline = self.write_deadline = 0.0
+        self.write_deadline = 0.0  # 0: nothing being answered (see next_request)
+        self.request: Request | None = None  # the request a handler answers next
+        self.single = False  # the handler answers this request only (a probe place)
+        self._head: Request | None = None  # a head whose body is still coming
+        self._continued = False  # "100 Continue" sent for _head
         self._scanned = 0  # buf[:_scanned] holds no end of head: each byte is searched once
+        self._out: deque[bytes | Iterator[bytes]] = deque()
+        self._chunk = memoryview(b"")
 
-    # -- while waiting in the accept loop -------------------------------------------------
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def mid_request(self) -> bool:
+        """Part of a request has come (a head, or a body still short)."""
+        return bool(self.buf) or self._head is not None
 
     def park(self, now: float) -> None:
-        """Between keep-alive requests: idle until a byte comes, then a head deadline."""
-        self.deadline = now + (self.head_seconds if self.buf else IDLE_SECONDS)
+        """Waiting for the client: idle until a byte comes, then a head deadline."""
+        self.deadline = now + (self.head_seconds if self.mid_request else IDLE_SECONDS)
 
     def received(self, data: bytes, now: float) -> None:
-        if not self.buf and self.deadline - now > self.head_seconds:
+        if not self.mid_request and self.deadline - now > self.head_seconds:
             self.deadline = now + self.head_seconds  # an idle connection started a request
         self.buf += data
 
-    def head_complete(self) -> bool:
-        """True when ``buf`` starts with a whole request head of at most HEAD_MAX bytes."""
+    def read_available(self, now: float) -> None:
+        """Read what has arrived, without blocking, until ``buf`` holds READ_MAX bytes."""
+        try:
+            while not self.eof and len(self.buf) < READ_MAX:
+                data = self.sock.recv(_RECV)
+                if not data:
+                    self.eof = True
+                else:
+                    self.received(data, now)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            self.wants_write = False
+        except ssl.SSLWantWriteError:
+            self.wants_write = True
+
+    def discard_available(self) -> None:
+        """While draining: read and drop what has arrived, at most LINGER_MAX in all."""
+        try:
+            while not self.eof and self.drained < LINGER_MAX:
+                data = self.sock.recv(_RECV)
+                if not data:
+                    self.eof = True
+                self.drained += len(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                ssl.SSLWantWriteError):
+            pass
+
+    def next_request(self, now: float) -> Request | None:
+        """The next whole request in ``buf``, taken out of it (its body dropped); None while
+        more must be read. Raises ``HeadError`` for a head that is refused, too long, or cut
+        off by the end of input.
+
+        The answer deadline starts with a request and runs on through every request already
+        in ``buf`` behind it; it ends only when the connection waits for the client again."""
+        if self._head is None:
+            self._skip_empty_lines()
+            if self.buf and not is_tchar(self.buf[0]):  # binary, or a TLS hello on plain HTTP
+                raise HeadError(400, "Bad Request", "this is not an HTTP/1.1 request line")
+            end = self._end_of_head()
+            if end < 0 or end > HEAD_MAX:
+                if len(self.buf) > HEAD_MAX:
+                    raise _too_long(self.buf)
+                if self.eof and self.buf:
+                    raise HeadError(400, "Bad Request", "the request head ended early")
+                self.write_deadline = 0.0
+                return None
+            self._head = parse_head(bytes(self.buf[:end]))
+            self._consume(end)
+            self._continued = False
+        n = self._head.body_length
+        if len(self.buf) < n:
+            self.write_deadline = 0.0
+            return None
+        self._consume(n)
+        request, self._head = self._head, None
+        if not self.write_deadline:
+            self.write_deadline = now + self.response_seconds
+        return request
+
+    def continue_due(self) -> bool:
+        """True once: the client waits for "100 Continue" before sending the body."""
+        due = self._head is not None and self._head.expect_continue and not self._continued \
+            and not self.eof
+        self._continued = self._continued or due
+        return due
+
+    def await_request(self, seconds: float = NEXT_REQUEST_SECONDS) -> Request | None:
+        """In a handler, after an answer has gone: the next whole request if it comes within
+        ``seconds``; else None (what came of it stays in ``buf``). Raises ``HeadError``."""
+        deadline = time.monotonic() + seconds
+        try:
+            while True:
+                now = time.monotonic()
+                request = self.next_request(now)
+                if request is not None or self.eof or len(self.buf) >= READ_MAX \
+                        or now >= deadline:
+                    return request
+                self.sock.settimeout(deadline - now)
+                try:
+                    data = self.sock.recv(_RECV)
+                except (TimeoutError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    return None
+                if not data:
+                    self.eof = True
+                else:
+                    self.received(data, time.monotonic())
+        finally:
+            self.sock.setblocking(False)
+
+    def _skip_empty_lines(self) -> None:
+        """Empty lines before a request line are ignored (RFC 9112 §2.2)."""
+        i = 0
+        while True:
+            if self.buf.startswith(b"\r\n", i):
+                i += 2
+            elif self.buf.startswith(b"\n", i):
+                i += 1
+            else:
+                break
+        if i:
+            self._consume(i)
+
+    def _end_of_head(self) -> int:
         start = max(0, self._scanned - 2)
-        end = _END_OF_HEAD.search(self.buf, start)
+        end = END_OF_HEAD.search(self.buf, start)
         if end is None:
             self._scanned = len(self.buf)
-            return False
-        return end.end() <= HEAD_MAX
+            return -1
+        return end.end()
 
-    def consumed(self, n: int) -> None:
+    def _consume(self, n: int) -> None:
         del self.buf[:n]
         self._scanned = 0
+
+    # -- answering --------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue ``data`` (the status line and headers); sent by ``flush``."""
+        if data:
+            self._out.append(bytes(data))
+        return len(data)
+
+    def send_body(self, chunks: bytes | bytearray | Iterable[bytes]) -> None:
+        """Queue a body; an iterable is drawn on only as the socket takes its chunks, so a slow
+        reader makes nobody hold a whole body in memory."""
+        if isinstance(chunks, bytes | bytearray):
+            self.write(chunks)
+        else:
+            self._out.append(iter(chunks))
+
+    def flush(self) -> bool:
+        """Send queued output without blocking: True once all of it has gone; False when the
+        socket takes no more for now (``wants_write`` says whether to wait for it to become
+        writable, else readable: TLS). Raises OSError when the client has gone."""
+        while True:
+            if not self._chunk:
+                chunk = self._next_chunk()
+                if chunk is None:
+                    self.stalled = False
+                    return True
+                self._chunk = memoryview(chunk)
+            try:
+                sent = self.sock.send(self._chunk)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
+                self.wants_write = self.stalled = True
+                return False
+            except ssl.SSLWantReadError:
+                self.wants_write, self.stalled = False, True
+                return False
+            self._chunk = self._chunk[sent:]
+
+    def _next_chunk(self) -> bytes | None:
+        while self._out:
+            first = self._out[0]
+            if isinstance(first, bytes):
+                self._out.popleft()
+                return first
+            chunk = next(first, None)
+            if chunk is None:
+                self._out.popleft()
+            elif chunk:
+                return chunk
+        return None
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self._out.clear()
+            self._chunk = memoryview(b"")
             try:
                 self.sock.close()
             except OSError:
                 pass
-
-    # -- in a handler thread: rfile and wfile --------------------------------------------
-
-    def start_request(self, now: float) -> None:
-        self.read_deadline = now + self.head_seconds
-        self.write_deadline = now + RESPONSE_SECONDS
-
-    def _fill(self) -> bool:
-        """Read more into ``buf`` before the read deadline; False at end of input."""
-        if self.eof:
-            return False
-        left = self.read_deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("request not received in time")
-        self.sock.settimeout(left)
-        data = self.sock.recv(65536)
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
-
-    def next_head(self, seconds: float = NEXT_REQUEST_SECONDS) -> bool:
-        """True once the next request head is complete in ``buf``; False after ``seconds``
-        (whatever part of a head came stays in ``buf``), at end of input, or past HEAD_MAX."""
-        deadline = time.monotonic() + seconds
-        while not self.head_complete():
-            left = deadline - time.monotonic()
-            if left <= 0 or self.eof or len(self.buf) > HEAD_MAX:
-                return False
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                return False
-            if not data:
-                self.eof = True
-            self.buf += data
-        return True
-
-    def readline(self, limit: int = -1) -> bytes:
-        while True:
-            end = self.buf.find(b"\n")
-            if end >= 0 and (limit < 0 or end < limit):
-                n = end + 1
-                break
-            if 0 <= limit <= len(self.buf) or not self._fill():
-                n = len(self.buf) if limit < 0 else min(limit, len(self.buf))
-                break
-        line = bytes(self.buf[:n])
-        self.consumed(n)
-        return line
-
-    def read(self, size: int = -1) -> bytes:
-        if size < 0:
-            raise ValueError("read() needs a size: a request body is read by Content-Length")
-        while len(self.buf) < size and self._fill():
-            pass
-        data = bytes(self.buf[:size])
-        self.consumed(len(data))
-        return data
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        left = self.write_deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("answer not taken by the client in time")
-        if not isinstance(self.sock, ssl.SSLSocket):
-            self.sock.settimeout(left)  # for sendall, the timeout is the whole call's
-            self.sock.sendall(data)
-            return len(data)
-        view = memoryview(data)  # SSLSocket.sendall would restart the timeout per send
-        sent = 0
-        while sent < len(view):
-            self.sock.settimeout(left)
-            sent += self.sock.send(view[sent:])
-            left = self.write_deadline - time.monotonic()
-            if left <= 0 and sent < len(view):
-                raise TimeoutError("answer not taken by the client in time")
-        return sent
-
-    def flush(self) -> None:
-        pass  # every write goes straight to the socket

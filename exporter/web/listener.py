@@ -1,22 +1,27 @@
-"""Accepting connections without giving a slow client a thread.
+"""Accepting connections, reading requests and sending answers, without giving a slow
+client a thread.
 
-One loop (a selector) accepts connections, completes TLS handshakes and reads request heads
-for every waiting connection; only a connection whose request head is complete gets a handler
-thread. So a client that trickles its head (slowloris), opens connections and sends nothing,
-or idles between keep-alive requests holds no handler, only a place among ``max_waiting``
-waiting connections, and when those are full the longest-waiting one is closed to admit the
-newcomer: a scrape that sends its request at once always gets in.
+One loop (a selector) accepts connections, completes TLS handshakes, reads request heads and
+bodies, and sends whatever part of an answer a client has not taken yet. Only a connection
+holding a whole request (head and body) gets a handler thread, and only while the answer is
+computed: the handler sends what the socket takes at once and leaves the rest to the loop. So
+a client that trickles its head or body (slowloris), opens connections and sends nothing,
+idles between keep-alive requests, or never reads its answers holds no handler, only a place
+among ``max_waiting`` waiting connections; when those are full the longest-waiting one is
+closed to admit the newcomer: a scrape that sends its request at once always gets in.
 
-Bounds: the handshake and the head within ``head_seconds`` (10 s; a head that is not complete
-by then gets 408), the head within 64 KiB (414/431), an idle keep-alive connection 30 s, at
-most ``max_handlers`` requests handled at once plus a few slots kept for ``GET /healthz`` so a
-liveness probe is answered even then. After the last answer on a connection it is shut for
-writing and drained briefly, so a client never loses the answer to a reset.
+Bounds: the handshake, head and body within ``head_seconds`` (10 s from accept or the
+request's first byte; past it 408), the head within 64 KiB (414/431), the body within 64 KiB
+(413), an idle keep-alive connection 30 s, the answers taken by the client within 30 s of the
+request (requests pipelined behind it share that time), at most ``max_handlers`` requests
+handled at once plus a few places kept for a bare liveness probe (``probe``: a request without
+a body, alone on its connection, nothing pipelined before or behind it), so a probe is
+answered even then. After the last answer on a connection it is shut for writing and drained
+briefly, so a client never loses the answer to a reset.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import queue
 import selectors
@@ -27,45 +32,19 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from exporter.web.conn import HEAD_MAX, HEAD_SECONDS, Connection
+from exporter.web.bind import listening_socket
+from exporter.web.conn import HEAD_SECONDS, LINGER_MAX, RESPONSE_SECONDS, Connection
+from exporter.web.head import HeadError, Request, canned
 
 log = logging.getLogger(__name__)
 
-PROBE_SLOTS = 4  # handlers beyond max_handlers, only for GET/HEAD /healthz
+PROBE_SLOTS = 4  # handlers beyond max_handlers, only for a bare probe
 LINGER_SECONDS = 2.0  # draining a closed connection so the client reads our answer, not a reset
-_LINGER_MAX = 256 * 1024
-_WILDCARDS = ("", "0.0.0.0", "::")
-_NO_IPV6 = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
+_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
-# A handler: serves the requests whose heads are in conn.buf; True keeps the connection open.
+# A handler: answers conn.request and any whole requests behind it in conn.buf; True keeps
+# the connection open (the loop sends what is left of the answers, then reads on).
 Serve = Callable[[Connection], bool]
-
-
-def listening_socket(host: str, port: int, family: int, backlog: int = 128) -> socket.socket:
-    """A bound, listening socket. A wildcard host ('', 0.0.0.0 or ::) listens on IPv6 and IPv4
-    at once (IPV6_V6ONLY off), as Go exporters do, falling back to IPv4 alone on a host without
-    IPv6. Raises OSError (address in use, not available)."""
-    if host in _WILDCARDS and socket.has_dualstack_ipv6():
-        try:
-            return socket.create_server(("::", port), family=socket.AF_INET6, backlog=backlog,
-                                        dualstack_ipv6=True)
-        except OSError as e:
-            if e.errno not in _NO_IPV6:
-                raise
-            log.info("no IPv6 on this host; listening on IPv4 only")
-    if host in _WILDCARDS:
-        host, family = "0.0.0.0", socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=backlog)
-
-
-def _is_probe(head: bytearray) -> bool:
-    return head.startswith((b"GET /healthz ", b"HEAD /healthz ", b"GET /healthz?"))
-
-
-def _canned(status: int, reason: str) -> bytes:
-    body = f"{status} {reason}\n".encode()
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
 class Listener:
@@ -73,15 +52,19 @@ class Listener:
 
     def __init__(self, address: tuple[str, int], family: int, serve: Serve,
                  tls: Callable[[], ssl.SSLContext | None] | None = None,
-                 max_handlers: int = 64, max_waiting: int = 256,
-                 head_seconds: float = HEAD_SECONDS) -> None:
+                 max_handlers: int = 16, max_waiting: int = 256,
+                 head_seconds: float = HEAD_SECONDS,
+                 response_seconds: float = RESPONSE_SECONDS,
+                 probe: Callable[[Request], bool] | None = None) -> None:
+        """``probe`` says which requests may take a probe place (when bare)."""
         self.socket = listening_socket(address[0], address[1], family)
         self.socket.setblocking(False)
         self.server_address = self.socket.getsockname()
         self._serve = serve
         self._tls = tls  # asked per connection, so rotated certificates apply at once
         self.max_handlers, self.max_waiting = max_handlers, max_waiting
-        self.head_seconds = head_seconds
+        self.head_seconds, self.response_seconds = head_seconds, response_seconds
+        self._probe = probe if probe is not None else (lambda request: False)
         self._sel = selectors.DefaultSelector()
         self._waiting: dict[int, Connection] = {}  # by id; insertion order = oldest first
         self._ready: deque[Connection] = deque()
@@ -97,6 +80,12 @@ class Listener:
     @property
     def port(self) -> int:
         return int(self.server_address[1])
+
+    def crowded(self) -> bool:
+        """True while whole requests wait for a handler (read from handler threads): a
+        handler then gives its connection back after each answer, so that connections take
+        turns instead of one client's stream of requests keeping a handler for itself."""
+        return bool(self._ready)
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         self._stopped.clear()
@@ -162,14 +151,17 @@ class Listener:
                 log.debug("connection setup failed", extra={"fields": {"error": str(e)}})
                 sock.close()
                 continue
-            self._wait(Connection(sock, addr, time.monotonic(), self.head_seconds))
+            self._wait(Connection(sock, addr, time.monotonic(), self.head_seconds,
+                                  self.response_seconds))
 
     def _wait(self, conn: Connection) -> None:
-        if len(self._waiting) >= self.max_waiting:
-            self._close(next(iter(self._waiting.values())))  # the longest waiting makes room
-        self._waiting[id(conn)] = conn
-        self._sel.register(conn.sock, selectors.EVENT_READ, conn)
-        self._progress(conn)  # TLS may hold decrypted bytes already
+        """Hold ``conn`` in the loop (if it is not held already) and move it on."""
+        if id(conn) not in self._waiting:
+            if len(self._waiting) >= self.max_waiting:
+                self._close(next(iter(self._waiting.values())))  # the longest waiting goes
+            self._waiting[id(conn)] = conn
+            self._sel.register(conn.sock, _READ, conn)
+        self._progress(conn)  # TLS may hold decrypted bytes already; output may be pending
 
     def _forget(self, conn: Connection) -> None:
         if self._waiting.pop(id(conn), None) is not None:
@@ -180,45 +172,63 @@ class Listener:
         conn.close()
 
     def _progress(self, conn: Connection) -> None:
-        events = selectors.EVENT_READ
+        """Whatever the connection can do now without blocking: finish its handshake, send
+        pending output, read, and hand a whole request to a handler."""
+        now = time.monotonic()
         try:
             if conn.handshaking:
                 conn.sock.do_handshake()  # type: ignore[attr-defined]
                 conn.handshaking = False
-            while not conn.eof and len(conn.buf) <= HEAD_MAX and conn.drained < _LINGER_MAX:
-                data = conn.sock.recv(65536)
-                if not data:
-                    conn.eof = True
-                elif conn.draining:
-                    conn.drained += len(data)
+            if conn.draining:
+                conn.discard_available()
+                if conn.eof or conn.drained >= LINGER_MAX:
+                    self._close(conn)
                 else:
-                    conn.received(data, time.monotonic())
-        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-            pass
+                    self._watch(conn, _READ)
+                return
+            was_stalled = conn.stalled
+            if not conn.flush():
+                # Not read on while the client does not take its answers: what it pipelined
+                # waits in its own socket buffers, not ours.
+                conn.deadline = conn.write_deadline or conn.deadline
+                self._watch(conn, _WRITE if conn.wants_write else _READ)
+                return
+            if was_stalled:
+                conn.park(now)
+            if conn.closing:
+                self._linger(conn)
+                return
+            request = conn.next_request(now)  # here before this turn read anything: pipelined
+            pipelined = request is not None
+            if request is None:
+                conn.read_available(now)
+                request = conn.next_request(now)
+        except ssl.SSLWantReadError:  # the handshake
+            self._watch(conn, _READ)
+            return
         except ssl.SSLWantWriteError:
-            events = selectors.EVENT_WRITE
+            self._watch(conn, _WRITE)
+            return
+        except HeadError as e:
+            self._refuse(conn, e.status, e.reason, e.why)
+            return
         except (OSError, ValueError) as e:  # reset, TLS failure, closed under us
             log.debug("connection dropped", extra={"fields": {"error": str(e)}})
             self._close(conn)
             return
-        if conn.draining or conn.handshaking:
-            if conn.eof or conn.drained >= _LINGER_MAX:
-                self._close(conn)
-            else:
-                self._watch(conn, events)
-        elif conn.head_complete() or (conn.eof and 0 < len(conn.buf) <= HEAD_MAX):
-            # Complete, or all there will be: at end of input the parser says what is wrong.
+        if request is not None:
+            conn.request = request
+            conn.single = not pipelined and not conn.buf and self._probe(request)
             self._forget(conn)
             self._ready.append(conn)
             self._start_handlers()
-        elif len(conn.buf) > HEAD_MAX:
-            too_long = conn.buf.find(b"\n", 0, HEAD_MAX) < 0  # still the request line
-            self._answer(conn, 414 if too_long else 431, "URI Too Long" if too_long
-                         else "Request Header Fields Too Large")
         elif conn.eof:
-            self._close(conn)
+            self._close(conn)  # nothing more will come; a body cut short is dropped
+        elif conn.continue_due():
+            conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._progress(conn)
         else:
-            self._watch(conn, events)
+            self._watch(conn, _WRITE if conn.wants_write else _READ)
 
     def _watch(self, conn: Connection, events: int) -> None:
         if self._sel.get_key(conn.sock).events != events:
@@ -227,31 +237,35 @@ class Listener:
     def _expire(self, now: float) -> None:
         late = [c for c in self._waiting.values() if c.deadline <= now]
         for conn in late:
-            if conn.buf and not conn.draining and not conn.handshaking:
-                self._answer(conn, 408, "Request Timeout")
+            if conn.closed:
+                continue
+            if conn.mid_request and not (conn.closing or conn.draining or conn.handshaking
+                                         or conn.write_deadline):
+                self._refuse(conn, 408, "Request Timeout",
+                             f"the request did not arrive within {conn.head_seconds:g} s")
             else:
                 self._close(conn)
 
-    def _answer(self, conn: Connection, status: int, reason: str) -> None:
+    def _refuse(self, conn: Connection, status: int, reason: str, why: str = "",
+                headers: tuple[tuple[str, str], ...] = ()) -> None:
         """A short error answer from the loop itself, then drain and close."""
-        try:
-            conn.sock.send(_canned(status, reason))
-        except (OSError, ValueError):
-            pass  # best effort: the socket buffer of a waiting connection is empty
-        self._forget(conn)
-        self._linger(conn)
+        log.debug("http request refused", extra={"fields": {
+            "status": status, "why": why, "remote": str(conn.addr[0]) if conn.addr else ""}})
+        conn.write(canned(status, reason, why, headers))
+        conn.closing = True
+        conn.write_deadline = time.monotonic() + LINGER_SECONDS
+        self._wait(conn)
 
     def _linger(self, conn: Connection) -> None:
         """Shut for writing, then read until the client closes (bounded in time and bytes):
         closing with unread input would send a reset that can destroy our answer in flight."""
         if conn.eof:
-            conn.close()
+            self._close(conn)
             return
         try:
             conn.sock.shutdown(socket.SHUT_WR)
-            conn.sock.setblocking(False)
         except (OSError, ValueError):
-            conn.close()
+            self._close(conn)
             return
         conn.draining, conn.handshaking = True, False
         conn.buf = bytearray()
@@ -262,26 +276,28 @@ class Listener:
 
     def _start_handlers(self) -> None:
         left: deque[Connection] = deque()
-        for conn in self._ready:
-            limit = self.max_handlers + (PROBE_SLOTS if _is_probe(conn.buf) else 0)
+        ready, self._ready = self._ready, deque()
+        for conn in ready:
+            limit = self.max_handlers + (PROBE_SLOTS if conn.single else 0)
             if self._running < limit:
                 try:
                     threading.Thread(target=self._handle, args=(conn,), name="http-handler",
                                      daemon=True).start()
                 except RuntimeError:  # no thread to be had: say so rather than hang
-                    self._answer(conn, 503, "Service Unavailable")
+                    self._refuse(conn, 503, "Service Unavailable", "no handler thread",
+                                 (("Retry-After", "1"),))
                 else:
                     self._running += 1
             else:
                 left.append(conn)
         while len(left) > self.max_waiting:  # all handlers stuck: refuse rather than pile up
-            self._answer(left.pop(), 503, "Service Unavailable")
-        self._ready = left
+            self._refuse(left.pop(), 503, "Service Unavailable", "every handler is busy",
+                         (("Retry-After", "1"),))
+        self._ready.extendleft(reversed(left))
 
     def _handle(self, conn: Connection) -> None:
         keep = False
         try:
-            conn.sock.settimeout(conn.head_seconds)
             keep = self._serve(conn)
         except Exception:
             # A client hanging up mid-answer is routine; never print tracebacks to stderr.
@@ -311,11 +327,9 @@ class Listener:
             except (OSError, ValueError):
                 conn.close()
                 continue
-            if keep:
-                conn.park(now)
-                self._wait(conn)
-            else:
-                self._linger(conn)
+            conn.closing = conn.closing or not keep
+            conn.park(now)
+            self._wait(conn)
         self._start_handlers()
 
     def _wake(self) -> None:

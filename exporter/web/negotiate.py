@@ -2,9 +2,12 @@
 
 As RFC 9110 §12.5 says: each choice carries a weight ``q`` (default 1), ``q=0`` means "not
 this", and the most specific range that matches a format gives that format's weight
-(``application/openmetrics-text`` before ``application/*`` before ``*/*``). An entry that cannot
-be read (a bad ``q``, a version that is not a number) counts as not said, so any header gets a
-valid answer: the text format, uncompressed, unless OpenMetrics or gzip is clearly preferred.
+(``application/openmetrics-text`` before ``application/*`` before ``*/*``). A weight is read
+as RFC 9110 §12.4.2 writes it (``q=0``, ``q=0.000``, ``q=1``...). An entry whose weight cannot be
+read (``q=0.0000``, ``q=2``, ``q=nan``, or ``q`` given twice) counts as ``q=0``: a client that
+names a coding or format and garbles its weight is not sent it on the strength of a wildcard.
+A version that is not a number makes the entry not about us. So any header gets a valid
+answer: the text format, uncompressed, unless OpenMetrics or gzip is clearly preferred.
 """
 
 from __future__ import annotations
@@ -30,19 +33,19 @@ def _entries(header: str) -> Iterator[Entry]:
         name = name.strip().lower()
         if not name:
             continue
-        q, values, readable = 1.0, {}, True
+        q: float | None = None
+        values: dict[str, str] = {}
         for param in params:
             key, _, value = param.partition("=")
             key, value = key.strip().lower(), value.strip().strip('"')
             if key == "q":
-                readable = bool(_QVALUE.fullmatch(value))
+                readable = q is None and _QVALUE.fullmatch(value) is not None
+                q = float(value) if readable else 0.0
                 if not readable:
                     break
-                q = float(value)
             elif key:
                 values[key] = value
-        if readable:
-            yield name, values, q
+        yield name, values, 1.0 if q is None else q
 
 
 def _weight(entries: list[Entry], media_type: str,

@@ -4,21 +4,20 @@ served over HTTP/1.1 with keep-alive, writing bytes prepared elsewhere.
 ``/healthz`` (never needs auth), ``/metrics``, ``/readyz``, ``/``, the pages for people
 ``/status`` and ``/config`` (web.status, web.configpage), and ``POST /-/reload``, which
 answers only with ``--web.enable-lifecycle`` (as in Prometheus; SIGHUP always reloads).
-Connections, request heads and their deadlines are ``web.listener``'s; a request body is read
-and dropped here (at most 64 KiB, else the connection closes), so bytes sent after a request's
-head are never taken for another request.
+Connections, request heads and bodies, their deadlines and the sending of answers are
+``web.listener``'s (heads are read strictly by ``web.head``); a handler here gets a whole
+request and only computes its answer.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import re
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
@@ -26,7 +25,8 @@ from exporter import __version__
 from exporter.render.cache import ExpositionCache
 from exporter.web.auth import Denied
 from exporter.web.configpage import config_page
-from exporter.web.conn import BODY_MAX, Connection
+from exporter.web.conn import Connection
+from exporter.web.head import HeadError, Request
 from exporter.web.listener import Listener
 from exporter.web.negotiate import accepts_gzip, choose_format
 from exporter.web.page import HEADERS, Page, PageSource
@@ -41,7 +41,6 @@ class Pieces(Protocol):
 
     def __iter__(self) -> Iterator[bytes]: ...
 
-_LENGTH = re.compile(r"[0-9]+")
 LIFECYCLE_OFF = (b"the lifecycle API is off: start the exporter with --web.enable-lifecycle to "
                  b"reload over HTTP, or send it SIGHUP\n")
 
@@ -71,37 +70,69 @@ the last error, how old the data is</li>
 <li><a href="readyz">/readyz</a>: first poll cycle has finished</li>
 </ul>
 <p>In the demo (<code>--demo</code>), the namespace <code>demo_archive</code> has no
-<code>mixpeek_namespace_documents</code> series on purpose: the simulated API reports its
-document count as null (not yet counted), and a null count is never published as 0.</p>
+<code>mixpeek_namespace_documents</code> series on purpose: the simulated API answers for it as
+Mixpeek does when its live count timed out (<code>document_count_complete: false</code>,
+<code>document_count: null</code>), and a null count is never published as 0. The metrics show
+<code>mixpeek_namespace_document_count_complete 0</code> for it instead, and with the shipped
+alert rules the demo fires <code>MixpeekNamespaceDocumentCountDegraded</code> once its
+<code>for: 15m</code> has passed: the alert being demonstrated, not a fault.</p>
 </body></html>
 """
 
 
 class Handler(BaseHTTPRequestHandler):
-    """The requests of one connection whose head has arrived, until it idles or closes."""
+    """The whole requests of one connection, answered one after the other until none is
+    left in its buffer."""
 
     protocol_version = "HTTP/1.1"
     server_version = f"mixpeek-exporter/{__version__}"
     endpoints: Endpoints
 
-    def __init__(self, conn: Connection, endpoints: Endpoints) -> None:
+    def __init__(self, conn: Connection, endpoints: Endpoints,
+                 crowded: Callable[[], bool] = lambda: False) -> None:
         # Not BaseRequestHandler.__init__, which would serve the connection right away.
         self.conn = conn
+        self.crowded = crowded  # True: other connections wait for a handler
         self.request = self.connection = conn.sock
         self.client_address = conn.addr
-        self.rfile = self.wfile = conn  # type: ignore[assignment]
+        self.wfile = conn  # type: ignore[assignment]
         self.endpoints = endpoints
         self.close_connection = True
 
     def serve(self) -> bool:
-        """Answer every complete request in the buffer; True to keep the connection open."""
-        while True:
-            self.conn.start_request(time.monotonic())
-            self.handle_one_request()
+        """Answer ``conn.request``, then each whole request already behind it or arriving at
+        once; True to give the connection back to the accept loop (which sends what the
+        client has not taken yet), False to close it after the answers."""
+        conn = self.conn
+        conn.sock.setblocking(False)
+        request = conn.request
+        while request is not None:
+            self._answer(request)
             if self.close_connection:
                 return False
-            if not self.conn.next_head():
-                return not self.conn.eof
+            if conn.single or not conn.flush() or self.crowded():
+                # One answer in a probe place; the client is slow to read; or others wait
+                # for a handler: this connection's next request goes to the back of the line.
+                return True
+            try:
+                request = conn.await_request()
+            except HeadError:
+                return True  # the accept loop answers it, after what was sent before
+        return True
+
+    def _answer(self, request: Request) -> None:
+        self.command, self.path = request.method, request.target
+        self.request_version = request.version
+        self.requestline = f"{request.method} {request.target} {request.version}"
+        self.headers = HTTPMessage()
+        for name, value in request.fields:
+            self.headers[name] = value
+        self.close_connection = not request.keep_alive
+        method = getattr(self, "do_" + request.method, None)
+        if method is None:
+            self._send(501, f"method {request.method} is not supported\n".encode())
+        else:
+            method()
 
     def version_string(self) -> str:
         return self.server_version  # the base class appends a space and sys_version
@@ -110,36 +141,10 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("http " + format, *args)
 
     def send_header(self, keyword: str, value: str) -> None:
-        if value or self.request_version == "HTTP/0.9":
+        if value:
             super().send_header(keyword, value)
         else:  # an empty value (Allow) without a trailing space
             self._headers_buffer.append(f"{keyword}:\r\n".encode("latin-1"))
-
-    def parse_request(self) -> bool:
-        return super().parse_request() and self._discard_body()
-
-    def _discard_body(self) -> bool:
-        """Read and drop a request body (no endpoint takes one), so that its bytes are never
-        read as the next request. False, with an error sent, when it cannot be framed."""
-        if self.headers.get("Transfer-Encoding") is not None:
-            self.send_error(411, explain="request bodies are accepted with Content-Length only")
-            return False
-        values = {v.strip() for raw in self.headers.get_all("Content-Length") or []
-                  for v in raw.split(",")}
-        if not values:
-            return True
-        length = values.pop()
-        if values or not _LENGTH.fullmatch(length):
-            self.send_error(400, explain="Content-Length is not one number")
-            return False
-        n = int(length)
-        if n > BODY_MAX:
-            self.send_error(413, explain=f"request bodies are limited to {BODY_MAX} bytes")
-            return False
-        if n and len(self.rfile.read(n)) < n:
-            self.close_connection = True  # the client stopped sending
-            return False
-        return True
 
     def _send(self, status: int, body: bytes | bytearray | Pieces,
               content_type: str = "text/plain; charset=utf-8",
@@ -153,10 +158,8 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        if self.command == "HEAD":
-            return
-        for piece in (body,) if whole else body:
-            self.wfile.write(piece)
+        if self.command != "HEAD":
+            self.conn.send_body(body)
 
     def _check_auth(self) -> bool:
         auth = self.endpoints.authorize
@@ -247,20 +250,28 @@ ROUTES: dict[str, Route] = {
 }
 
 
+def is_probe(request: Request) -> bool:
+    """A liveness probe: a read of a public route (``/healthz``) without a body."""
+    route = ROUTES.get(request.path)
+    return route is not None and route.public and request.method in READ \
+        and request.body_length == 0
+
+
 class MetricsServer(Listener):
     """The listener with these endpoints. ``max_connections`` bounds requests handled at once
-    (threads); connections waiting for a request head are bounded apart (``max_waiting``)."""
+    (threads); connections waiting for a request, or for the client to read an answer, are
+    bounded apart (``max_waiting``)."""
 
     def __init__(self, address: tuple[str, int], family: int, endpoints: Endpoints,
                  tls: Callable[[], ssl.SSLContext | None] | None = None,
-                 max_connections: int = 64,
+                 max_connections: int = 16,
                  **limits: Any) -> None:
         self.endpoints = endpoints
         super().__init__(address, family, self._serve_connection, tls, max_connections,
-                         **limits)
+                         probe=is_probe, **limits)
 
     def _serve_connection(self, conn: Connection) -> bool:
-        return Handler(conn, self.endpoints).serve()
+        return Handler(conn, self.endpoints, self.crowded).serve()
 
 
 def serve(server: MetricsServer) -> threading.Thread:

@@ -147,6 +147,8 @@ def _summary(snap: Snapshot, cfg: Config, now: float) -> str:
     if cfg.discovery.enabled:
         ex = snap.exporter
         state = {True: "working", False: "failing", None: "not run yet"}[ex.discovery_up]
+        if ex.discovery_up is False and ex.discovery_error:
+            state += f" ({text(ex.discovery_error, 300)})"
         found = when(ex.discovery_last_success, now)
         limit = " (stopped at discovery.max_namespaces)" if ex.discovery_limit_reached else ""
         items.append(("Discovery", f"{state}; last listed {found}{limit}"))

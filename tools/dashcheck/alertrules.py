@@ -13,6 +13,13 @@ real-Prometheus test uses it to shorten the windows. Users can use it to tune wi
 
     python tools/dashcheck/alertrules.py --set documents_drop_ratio=0.25 \
         --set poll_failing_for=30m > /etc/prometheus/rules/mixpeek-exporter-alerts.yaml
+
+One knob is not in the table because it belongs to every alert: ``runbook_base``, the part of
+each ``runbook_url`` before the ``#`` (the fragment is the alert name in lower case). Setting it
+points every runbook link at another copy of the runbooks:
+
+    python tools/dashcheck/alertrules.py \
+        --set runbook_base=https://git.example.com/ops/mixpeek-exporter/-/blob/main/README.md
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -30,6 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_RULES = ROOT / "monitoring" / "alerts.yaml"
 
 _TABLE_START = re.compile(r"^#\s+knob\s+value\s+alert\s+meaning\s*$")
+# The knob of every alert's runbook_url (not a row of the table: it has no single alert).
+RUNBOOK_BASE = "runbook_base"
+
 _ROW = re.compile(r"^#\s+(?P<knob>[a-z][a-z0-9_]*)\s+(?P<value>\S+)\s+(?P<alert>Mixpeek\w+)\s+"
                   r"(?P<meaning>\S.*?)\s*$")
 
@@ -71,12 +82,29 @@ def occurrences(rule: dict[str, Any], value: str) -> int:
     return n + (1 if str(rule.get("for", "")) == value else 0)
 
 
+def runbook_base(doc: dict[str, Any]) -> str | None:
+    """The part of the runbook_urls before the ``#``, when every alert has the same one."""
+    bases = {str(r.get("annotations", {}).get("runbook_url", "")).partition("#")[0]
+             for r in alert_rules(doc)}
+    return bases.pop() if len(bases) == 1 else None
+
+
+def runbook_problems(doc: dict[str, Any]) -> list[str]:
+    """Why the runbook links cannot be moved with ``runbook_base`` (empty when they can)."""
+    base = runbook_base(doc)
+    if base is None:
+        return ["the alerts' runbook_urls do not share one base before the '#'"]
+    return [f"{r['alert']}: runbook_url is not {base}#{r['alert'].lower()}"
+            for r in alert_rules(doc)
+            if r.get("annotations", {}).get("runbook_url") != f"{base}#{r['alert'].lower()}"]
+
+
 def problems(text: str) -> list[str]:
     """Why the knob table and the rules disagree (empty when they agree)."""
     doc = yaml.safe_load(text)
     rules = {r["alert"]: r for r in alert_rules(doc)}
     tunables = parse_tunables(text)
-    out: list[str] = []
+    out: list[str] = runbook_problems(doc)
     if not tunables:
         out.append("no knob table found in the header comment")
     seen: set[str] = set()
@@ -107,6 +135,9 @@ _DURATION = re.compile(r"(?:[0-9]+y)?(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9
                        r"(?:[0-9]+s)?(?:[0-9]+ms)?")
 _MATCHER = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*(?:=|!=|=~|!~)"(?:[^"\\\n]|\\.)*"')
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# No fragment (the alert's anchor is appended), and nothing a Go template, YAML or a Markdown
+# link would read as syntax: braces, quotes, angle brackets, backslashes, white space.
+_URL = re.compile(r"https?://[^\s\"'<>{}|\\^`#]+")
 
 
 class KnobError(ValueError):
@@ -116,8 +147,10 @@ class KnobError(ValueError):
 def knob_kind(knob: str, value: str) -> str | None:
     """What a knob holds, judged by its name and its shipped value: ``ratio`` (0 < r <= 1),
     ``seconds`` (a number > 0), ``count`` (an integer >= 0), ``duration`` (a Prometheus
-    duration; ``*_for`` may be 0, windows may not) or ``matcher`` (one label matcher). None when
-    the table holds a value of no known kind."""
+    duration; ``*_for`` may be 0, windows may not), ``matcher`` (one label matcher) or ``url``
+    (runbook_base: an http(s) URL). None when the table holds a value of no known kind."""
+    if knob == RUNBOOK_BASE:
+        return "url"
     if knob.endswith("_ratio") and _NUMBER.fullmatch(value):
         return "ratio"
     if knob.endswith("_seconds") and _NUMBER.fullmatch(value):
@@ -161,6 +194,10 @@ def check_value(knob: str, kind: str, value: str) -> None:
     elif kind == "matcher":
         if not _MATCHER.fullmatch(value):
             raise bad('not one label matcher (e.g. job="mixpeek")')
+    elif kind == "url":
+        if not _URL.fullmatch(value) or not urlsplit(value).hostname:
+            raise bad("not an http(s) URL without a #fragment, spaces, quotes or braces (e.g. "
+                      "https://git.example.com/ops/mixpeek-exporter/-/blob/main/README.md)")
     else:
         raise bad(f"the knob table gives no known kind for {knob}")
 
@@ -175,10 +212,10 @@ def parse_overrides(text: str, settings: list[str]) -> dict[str, str]:
         if not eq or not knob:
             raise KnobError(f"--set {s}: expected KNOB=VALUE (see --list)")
         t = tunables.get(knob)
-        if t is None:
+        if t is None and knob != RUNBOOK_BASE:
             raise KnobError(f"--set {s}: unknown knob {knob!r}; known: "
-                            f"{', '.join(sorted(tunables))}")
-        check_value(knob, knob_kind(knob, t.value) or "", value)
+                            f"{', '.join(sorted([*tunables, RUNBOOK_BASE]))}")
+        check_value(knob, knob_kind(knob, t.value if t else value) or "", value)
         out[knob] = value
     return out
 
@@ -188,16 +225,27 @@ def render_variant(text: str, overrides: dict[str, str]) -> str:
 
     Every value is substituted at once, in the rules as shipped, so that setting one knob to
     another knob's old value (``documents_drop_for=30m`` next to ``documents_drop_window``)
-    cannot make a later substitution hit it. Raises KnobError for an unknown knob or a value of
-    the wrong kind.
+    cannot make a later substitution hit it. ``runbook_base`` replaces what every runbook_url
+    has before its ``#``. Raises KnobError for an unknown knob or a value of the wrong kind.
     """
     tunables = {t.knob: t for t in parse_tunables(text)}
+    overrides = dict(overrides)
+    base = overrides.pop(RUNBOOK_BASE, None)
+    if base is not None:
+        check_value(RUNBOOK_BASE, "url", base)
     for knob, new in overrides.items():
         if knob not in tunables:
-            raise KnobError(f"unknown knob {knob!r}; known: {', '.join(sorted(tunables))}")
+            raise KnobError(f"unknown knob {knob!r}; known: "
+                            f"{', '.join(sorted([*tunables, RUNBOOK_BASE]))}")
         check_value(knob, knob_kind(knob, tunables[knob].value) or "", new)
     doc = yaml.safe_load(text)
     rules = {r["alert"]: r for r in alert_rules(doc)}
+    if base is not None:
+        bad = runbook_problems(doc)
+        if bad:
+            raise KnobError(f"cannot set {RUNBOOK_BASE}: {bad[0]}")
+        for rule in rules.values():
+            rule["annotations"]["runbook_url"] = f"{base}#{rule['alert'].lower()}"
     per_rule: dict[str, dict[str, str]] = {}
     for knob, new in overrides.items():
         t = tunables[knob]
@@ -281,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for t in parse_tunables(text):
             print(f"{t.knob:24} {t.value:24} {t.alert:36} {t.meaning}")
+        print(f"{RUNBOOK_BASE:24} {runbook_base(yaml.safe_load(text)) or '?'}  (every alert: "
+              "runbook_url before the #)")
         return 0
     bad = problems(text)
     if bad:
