@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -78,6 +79,45 @@ def sample(metrics: dict[str, list[tuple[dict[str, str], float]]], name: str,
         if all(lbls.get(k) == v for k, v in labels.items()):
             return value
     return None
+
+
+class RawServer:
+    """A raw-socket HTTP server on loopback, for answers no real server would send: one thread
+    per connection reads the request head, then ``serve(conn, head)`` (a subclass's) writes
+    whatever it likes; the connection closes when it returns. Subclasses set their own
+    attributes before calling ``__init__``, which starts accepting."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+            except OSError:
+                return
+            self.serve(conn, data)
+
+    def serve(self, conn: socket.socket, head: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class _Proc:

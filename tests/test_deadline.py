@@ -21,7 +21,7 @@ from exporter.mixpeek.deadline import REAPER, Reaper
 from exporter.ratelimit import TokenBucket
 from exporter.settings.schema import MixpeekConfig
 from exporter.settings.secrets import Secret
-from tests.harness import wait_until
+from tests.harness import RawServer, wait_until
 
 DOC = b'{"namespace_id": "ns_drip", "namespace_name": "drip", "pad": "' + b"x" * 600 + b'"}'
 HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: " + b"y" * 600
@@ -29,38 +29,22 @@ HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: " + b"y" *
 PER_BYTE = 0.02  # seconds: 50 bytes a second, so either part takes 12 s or more to drip
 
 
-class DripServer:
-    """A raw loopback server. Per connection it reads the request head, then writes ``head``
-    and ``body``, each byte on its own every PER_BYTE seconds when that part drips, and notes
-    how far it got when the client hung up."""
+class DripServer(RawServer):
+    """Per connection, after the request head, writes ``head`` and ``body``, each byte on its
+    own every PER_BYTE seconds when that part drips, and notes how far it got when the client
+    hung up."""
 
     def __init__(self, drip_head: bool, drip_body: bool) -> None:
         self.drip_head, self.drip_body = drip_head, drip_body
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.sent: list[int] = []  # bytes written on each connection before it ended
         self.finished: list[bool] = []  # whether it wrote everything
         self.ended = threading.Event()
         self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket, head: bytes) -> None:
         sent, complete = 0, False
         try:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
             for part, drip in ((HEAD, self.drip_head), (DOC, self.drip_body)):
                 step = 1 if drip else len(part)
                 for i in range(0, len(part), step):
@@ -72,14 +56,13 @@ class DripServer:
         except OSError:
             pass  # the client hung up (the reaper shut its socket)
         finally:
-            conn.close()
             self.sent.append(sent)
             self.finished.append(complete)
             self.ended.set()
 
     def close(self) -> None:
         self._stop.set()
-        self.sock.close()
+        super().close()
 
 
 @pytest.fixture(params=[(True, False), (False, True)], ids=["drip-head", "drip-body"])

@@ -34,6 +34,7 @@ import pytest
 from exporter.simulator import make_namespace
 from tests.harness import (
     ExporterProcess,
+    RawServer,
     SimulatorProcess,
     exporter_config,
     free_port,
@@ -389,48 +390,31 @@ def test_sigterm_with_queued_and_hanging_polls_exits_zero() -> None:
     assert asked < len(ids), f"{asked} polls sent: queued polls ran instead of being cancelled"
 
 
-class HoldingAPI:
+class HoldingAPI(RawServer):
     """A raw loopback API that holds every Get Namespace open until ``release`` is set, and
     notes whether the exporter hung up on a held request before that."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.holding = threading.Event()  # a request is being held
         self.release = threading.Event()
         self.hung_up_early = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
+    def serve(self, conn: socket.socket, head: bytes) -> None:
+        self.holding.set()
+        while not self.release.wait(0.05):
+            readable, _, _ = select.select([conn], [], [], 0)
+            if readable and conn.recv(1, socket.MSG_PEEK) == b"":
+                self.hung_up_early.set()
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
-            self.holding.set()
-            while not self.release.wait(0.05):
-                readable, _, _ = select.select([conn], [], [], 0)
-                if readable and conn.recv(1, socket.MSG_PEEK) == b"":
-                    self.hung_up_early.set()
-                    return
-            body = json.dumps(make_namespace("ns_held", "held", 5)).encode()
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: " + str(len(body)).encode() + b"\r\n"
-                         b"Connection: close\r\n\r\n" + body)
+        body = json.dumps(make_namespace("ns_held", "held", 5)).encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+                     b"Connection: close\r\n\r\n" + body)
 
     def close(self) -> None:
         self.release.set()
-        self.sock.close()
+        super().close()
 
 
 def test_scrapes_are_answered_while_the_api_holds_a_poll_open() -> None:

@@ -20,6 +20,7 @@ from exporter.ratelimit import TokenBucket
 from exporter.settings.schema import MixpeekConfig
 from exporter.settings.secrets import Secret
 from exporter.state.store import Store
+from tests.harness import RawServer
 
 KEY = "sk_live_pacing_0a1b2c3d4e"
 Route = Callable[[str], bytes]
@@ -39,47 +40,27 @@ def ok(ns: str) -> dict[str, Any]:
     return {"namespace_id": ns, "namespace_name": ns[3:], "document_count": 5}
 
 
-class FakeAPI:
+class FakeAPI(RawServer):
     """A raw-socket HTTP server: ``route(path)`` gives the bytes to answer; it counts the
-    requests per path and calls ``on_request(path)`` as each arrives."""
+    requests per path and sets ``event(path)`` as each arrives."""
 
     def __init__(self, route: Route) -> None:
         self.route = route
         self.hits: dict[str, int] = {}
         self.arrived: dict[str, threading.Event] = {}
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self._lock = threading.Lock()
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
     def event(self, path: str) -> threading.Event:
         with self._lock:
             return self.arrived.setdefault(path, threading.Event())
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            path = data.split(b" ", 2)[1].decode()
-            with self._lock:
-                self.hits[path] = self.hits.get(path, 0) + 1
-            self.event(path).set()
-            conn.sendall(self.route(path))
-
-    def close(self) -> None:
-        self._sock.close()
+    def serve(self, conn: socket.socket, head: bytes) -> None:
+        path = head.split(b" ", 2)[1].decode()
+        with self._lock:
+            self.hits[path] = self.hits.get(path, 0) + 1
+        self.event(path).set()
+        conn.sendall(self.route(path))
 
 
 @pytest.fixture
