@@ -37,11 +37,18 @@ class Bearer(AuthBase):
         """``text`` without the key or any 8-character run of it."""
         return redact(text, [self._key], "<redacted>")
 
-    def scrub_json(self, body: Any) -> Any:
+    def scrub_json(self, body: Any, raw: bytes | None = None) -> Any:
         """A decoded JSON body with the key (and any 8-character run of it) replaced in every
         string, object keys included: an API that echoes the key in a namespace name or a
-        label value must not put it on /metrics."""
+        label value must not put it on /metrics.
+
+        ``raw``, the bytes ``body`` was decoded from, lets the common case skip the walk: with
+        no escape in it, every decoded string is a slice of it, so a key fragment in any of
+        them is in the bytes too (the key is ASCII, and ASCII bytes only ever stand for
+        themselves in UTF-8; latin-1 maps each byte to one character)."""
         key = self._key
+        if raw is not None and b"\\" not in raw and not key.occurs_in(raw.decode("latin-1")):
+            return body
         if isinstance(body, str):
             return self.redact(body) if key.occurs_in(body) else body
         # Iterative: the decoder already bounded the nesting, but recursion here would be a

@@ -306,7 +306,7 @@ class MixpeekClient:
         if isinstance(raw, Attempt):
             return raw
         try:
-            body = self._auth.scrub_json(decode_json(raw)) if raw else None
+            body = self._auth.scrub_json(decode_json(raw), raw) if raw else None
             parse_error = ""
         except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
             body, parse_error = None, type(e).__name__
