@@ -27,12 +27,10 @@ header, so the key cannot reach a log line through this module.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -40,13 +38,19 @@ import requests
 
 from exporter import __version__
 from exporter.mixpeek import limits, retry
+from exporter.mixpeek.answer import (
+    Attempt,
+    MalformedResponse,
+    check_deadline,
+    error_outcome,
+    invalid,
+    read_capped,
+)
 from exporter.mixpeek.auth import Bearer, UnsendableKey
 from exporter.mixpeek.deadline import DeadlineAdapter, total_deadline
 from exporter.mixpeek.errors import (
     clean,
-    error_details,
     error_text,
-    retry_after_hint,
     short_exception,
 )
 from exporter.mixpeek.fields import decode_json
@@ -84,15 +88,6 @@ def namespace_path(identifier: str) -> str:
     if problem is not None:
         raise UnsafeIdentifier(f"not requested: the namespace identifier {problem}")
     return "/v1/namespaces/" + quote(identifier, safe="")
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One HTTP exchange: the JSON body on success, else why not (``outcome.reason``)."""
-
-    outcome: Outcome
-    message: str = ""
-    body: Any = None
 
 
 class MixpeekClient:
@@ -215,10 +210,10 @@ class MixpeekClient:
                     try:
                         return done(None, "", att.outcome.status, parse(att.body))
                     except WrongNamespace as e:
-                        att = _invalid(att.outcome.status, f"wrong namespace: {e}")
+                        att = invalid(att.outcome.status, f"wrong namespace: {e}")
                     except InvalidResponse as e:
-                        att = _invalid(att.outcome.status,
-                                       f"response does not match the expected schema: {e}")
+                        att = invalid(att.outcome.status,
+                                      f"response does not match the expected schema: {e}")
                 d = self.policy.decide(att.outcome, attempts, backoffs, time.time(),
                                        stopping=self._stop.is_set())
                 spent += time.monotonic() - started
@@ -280,7 +275,7 @@ class MixpeekClient:
         except requests.exceptions.RequestException as e:
             # Only the type: some of these quote a header value.
             return self._transport(retry.REQUEST, f"request failed: {type(e).__name__}")
-        except _MalformedResponse as e:
+        except MalformedResponse as e:
             return self._transport(retry.BROKEN, str(e))
         except OSError as e:  # a socket the reaper shut, or a CA bundle path that is gone
             if time.monotonic() >= deadline:
@@ -294,15 +289,15 @@ class MixpeekClient:
         return Attempt(Outcome(reason, transport=kind), message)
 
     def _read(self, resp: requests.Response, deadline: float) -> Attempt:
-        _check_deadline(deadline)
+        check_deadline(deadline)
         status = resp.status_code
         self.stats.record(str(status), limits.observe(self.bucket, resp.headers, status))
         if 300 <= status < 400:
             target = urlsplit(resp.headers.get("Location", "")).netloc or self._host
-            return _invalid(status, f"unexpected redirect (HTTP {status}) to "
-                            f"{clean(target, 80)}; not followed, so the API key stays with the "
-                            "configured host")
-        raw = self._read_capped(resp, deadline)
+            return invalid(status, f"unexpected redirect (HTTP {status}) to "
+                           f"{clean(target, 80)}; not followed, so the API key stays with the "
+                           "configured host")
+        raw = read_capped(resp, deadline, self.cfg.max_response_bytes)
         if isinstance(raw, Attempt):
             return raw
         try:
@@ -312,69 +307,11 @@ class MixpeekClient:
             body, parse_error = None, type(e).__name__
         if 200 <= status < 300:
             if parse_error or body is None:
-                return _invalid(status, f"HTTP {status} body is not JSON "
-                                        f"({parse_error or 'empty'})")
+                return invalid(status, f"HTTP {status} body is not JSON "
+                                       f"({parse_error or 'empty'})")
             return Attempt(Outcome(None, status), body=body)
         if status == 429:
             limits.refused(self.bucket, resp.headers, body)
         detail = error_text(body, self._auth.redact)
-        return Attempt(Outcome(_REASONS.get(status, "server_error" if status >= 500
-                                            else "client_error"), status,
-                               retry_after_header=resp.headers.get("Retry-After"),
-                               retry_after_hint=retry_after_hint(body),
-                               api_retryable=_retryable(body)),
+        return Attempt(error_outcome(status, resp.headers, body),
                        f"HTTP {status}" + (f" {detail}" if detail else ""))
-
-    def _read_capped(self, resp: requests.Response, deadline: float) -> bytes | Attempt:
-        """The body, decoded, at most max_response_bytes of it: the cap counts decompressed
-        bytes, so a small gzip bomb is cut off like a large body."""
-        cap = self.cfg.max_response_bytes
-        declared = limits.number(resp.headers.get("Content-Length"))
-        if declared is not None and declared > cap:
-            return _invalid(resp.status_code, f"response of {declared:.0f} bytes exceeds "
-                                              f"max_response_bytes ({cap})")
-        chunks: list[bytes] = []
-        size = 0
-        body = resp.iter_content(chunk_size=65536)
-        while True:
-            try:
-                chunk = next(body, None)
-            except (ValueError, http.client.HTTPException) as e:
-                # Raised by the HTTP parser on what the API sent (a chunk size of -5), not a
-                # fault of ours: requests wraps only some of these.
-                raise _MalformedResponse(
-                    "connection failed: malformed response from the API while reading its "
-                    f"body ({short_exception(e)})") from None
-            if chunk is None:
-                break
-            size += len(chunk)
-            if size > cap:
-                return _invalid(resp.status_code,
-                                f"response exceeds max_response_bytes ({cap})")
-            _check_deadline(deadline)
-            chunks.append(chunk)
-        _check_deadline(deadline)
-        return b"".join(chunks)
-
-
-class _MalformedResponse(Exception):
-    """The response broke HTTP's framing; the message says how (no header values)."""
-
-
-_REASONS = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited"}
-
-
-def _check_deadline(deadline: float) -> None:
-    """Past the deadline, what was read may be cut short where the reaper shut the socket (a
-    head without its Content-Length reads as an empty body): it is a timeout, not an answer."""
-    if time.monotonic() >= deadline:
-        raise requests.exceptions.ConnectionError("total deadline passed")
-
-
-def _invalid(status: int | None, message: str) -> Attempt:
-    return Attempt(Outcome("invalid_response", status), message)
-
-
-def _retryable(body: Any) -> bool | None:
-    value = error_details(body).get("retryable")
-    return value if isinstance(value, bool) else None
