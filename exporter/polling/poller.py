@@ -26,7 +26,8 @@ from typing import TypeVar
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter.mixpeek.client import MixpeekClient
-from exporter.mixpeek.result import PollResult, Result, failure
+from exporter.mixpeek.result import PollResult, failure
+from exporter.polling.batch import BatchEndpoint, endpoint_missing
 from exporter.polling.budget import BATCH, metadata_room
 from exporter.polling.events import log_invalid_fields, log_transition
 from exporter.polling.metadata import MetadataLane
@@ -39,14 +40,6 @@ log = logging.getLogger(__name__)
 JOB_ID = "poll-cycle"
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def endpoint_missing(out: Result[object], ids: list[str]) -> bool:
-    """A 404/405 from stats/batch whose error names none of ``ids``: the endpoint itself is
-    not there. A 404 naming a namespace of the batch is about that namespace."""
-    if out.status not in (404, 405):
-        return False
-    return not any(i in out.message for i in ids)
 
 
 def lane_threads(max_concurrency: int) -> int:
@@ -71,9 +64,7 @@ class Poller:
         self._stop = stop or threading.Event()
         self._cycle_lock = threading.Lock()
         self.counts_source = counts_source
-        self.stats_batch_available = True
-        self._batch_retry_at = 0.0  # time.monotonic() when a missing stats/batch is tried again
-        self._batch_backoff = 0.0  # seconds until the next try; doubles up to metadata_interval
+        self.batch = BatchEndpoint(lambda up: store.set_exporter(stats_batch_available=up))
         self._metadata = MetadataLane(self._poll_metadata, metadata_interval,
                                       lane_threads(max_concurrency))
         self.before_cycle = before_cycle
@@ -158,8 +149,7 @@ class Poller:
                 except Exception:
                     log.exception("preparing the poll cycle failed; polling the known set")
             idents = self.store.identifiers()
-            if self.counts_source == "stats_batch" and not full and (
-                    self.stats_batch_available or time.monotonic() >= self._batch_retry_at):
+            if self.counts_source == "stats_batch" and not full and self.batch.worth_trying():
                 results = self._batched_cycle(idents)
             else:
                 results = self._run_all(self.poll_one, idents)
@@ -203,7 +193,7 @@ class Poller:
         """Counts in batches of 100 for every namespace whose id is known, a full Get
         Namespace for the others (their id comes with it); the metadata lane gets its share.
         A cycle costs about N/100 requests plus the namespaces without an id."""
-        if self.stats_batch_available:
+        if self.batch.available:
             self.store.set_exporter(stats_batch_available=True)
         known, unknown = [], []
         for ident in idents:
@@ -249,7 +239,7 @@ class Poller:
             return []
 
     def _poll_batch_unguarded(self, idents: list[str]) -> list[str]:
-        if not self.stats_batch_available and time.monotonic() < self._batch_retry_at:
+        if not self.batch.worth_trying():
             return idents
         # One-to-many: a namespace configured by name and by id is two identifiers with one
         # id, and each of them gets the batch's verdict.
@@ -259,16 +249,12 @@ class Poller:
             if st is not None and st.namespace_id:
                 by_id.setdefault(st.namespace_id, []).append(ident)
         out = self.client.stats_batch(list(by_id))
-        if endpoint_missing(out, list(by_id)) or (not self.stats_batch_available
-                                                  and not out.ok):
-            self._batch_missing(out.status)
+        if endpoint_missing(out, list(by_id)) or (not self.batch.available and not out.ok):
+            self.batch.missing(out.status, self.interval, self.metadata_interval)
             return idents
         if out.status in (404, 405):
             return idents  # about a namespace, not the endpoint: each gets its own verdict
-        if not self.stats_batch_available:
-            self.stats_batch_available, self._batch_backoff = True, 0.0
-            log.info("POST /v1/namespaces/stats/batch answers again; counts come in batches")
-            self.store.set_exporter(stats_batch_available=True)
+        self.batch.answered()
         for ns_id, ident in ((i, n) for i, ns in by_id.items() for n in ns):
             st = self.store.state(ident)
             clash = None if st is None else self._id_clash(ident, ns_id, st.namespace_name)
@@ -289,21 +275,6 @@ class Poller:
                                   out.status, out.attempts, out.duration)
             self._store(ident, lambda v=verdict: self.store.apply(v))
         return []
-
-    def _batch_missing(self, status: int | None) -> None:
-        """stats/batch is not offered: Get Namespace until it is tried again, after the
-        interval, doubling up to metadata_interval_seconds (an API rolling out, or a proxy
-        briefly misrouting, is not a verdict for the process's lifetime)."""
-        self._batch_backoff = min(max(self._batch_backoff * 2, self.interval),
-                                  max(self.metadata_interval, self.interval))
-        self._batch_retry_at = time.monotonic() + self._batch_backoff
-        if self.stats_batch_available:
-            self.stats_batch_available = False
-            log.warning("the API does not offer POST /v1/namespaces/stats/batch "
-                        f"(HTTP {status}); polling counts with Get Namespace instead and "
-                        "trying it again later", extra={"fields": {
-                            "status": status, "retry_seconds": round(self._batch_backoff)}})
-            self.store.set_exporter(stats_batch_available=False)
 
     def _report_overrun(self, elapsed: float) -> None:
         overrun = elapsed > self.interval
